@@ -1,0 +1,142 @@
+package phoenix
+
+import "fmt"
+
+// FrameKind is the first byte of a V2 binary frame.
+type FrameKind byte
+
+// Binary frame kinds (PROTOCOL.md §2.4).
+const (
+	KindPush      FrameKind = 0
+	KindReply     FrameKind = 1
+	KindBroadcast FrameKind = 2
+)
+
+// String returns "push", "reply", "broadcast" or "kind(N)".
+func (k FrameKind) String() string {
+	switch k {
+	case KindPush:
+		return "push"
+	case KindReply:
+		return "reply"
+	case KindBroadcast:
+		return "broadcast"
+	}
+	return fmt.Sprintf("kind(%d)", byte(k))
+}
+
+// maxFieldLen is the largest field a binary frame can carry (one length byte).
+const maxFieldLen = 255
+
+// EncodeBinaryPush encodes a client→server binary push:
+// kind 0, four length bytes, then join_ref, ref, topic, event and the raw payload.
+// A field longer than 255 bytes is rejected with ErrFieldTooLong.
+func EncodeBinaryPush(m Message) ([]byte, error) {
+	return encodeBinary(KindPush, m.Payload, m.JoinRef, m.Ref, m.Topic, m.Event)
+}
+
+// EncodeBinaryServerPush encodes a server→client binary push (no ref):
+// kind 0, three length bytes, then join_ref, topic, event and the raw payload.
+func EncodeBinaryServerPush(m Message) ([]byte, error) {
+	return encodeBinary(KindPush, m.Payload, m.JoinRef, m.Topic, m.Event)
+}
+
+// EncodeBinaryReply encodes a server→client binary reply: kind 1, four length
+// bytes, then join_ref, ref, topic, m.Status and the raw payload (the response).
+func EncodeBinaryReply(m Message) ([]byte, error) {
+	return encodeBinary(KindReply, m.Payload, m.JoinRef, m.Ref, m.Topic, m.Status)
+}
+
+// EncodeBinaryBroadcast encodes a server→client binary broadcast: kind 2, two
+// length bytes, then topic, event and the raw payload.
+func EncodeBinaryBroadcast(m Message) ([]byte, error) {
+	return encodeBinary(KindBroadcast, m.Payload, m.Topic, m.Event)
+}
+
+func encodeBinary(kind FrameKind, payload []byte, fields ...string) ([]byte, error) {
+	n := 1 + len(fields) + len(payload)
+	for i, f := range fields {
+		if len(f) > maxFieldLen {
+			return nil, fmt.Errorf("%w: field %d of a %s frame is %d bytes", ErrFieldTooLong, i, kind, len(f))
+		}
+		n += len(f)
+	}
+	buf := make([]byte, 0, n)
+	buf = append(buf, byte(kind))
+	for _, f := range fields {
+		buf = append(buf, byte(len(f)))
+	}
+	for _, f := range fields {
+		buf = append(buf, f...)
+	}
+	return append(buf, payload...), nil
+}
+
+// DecodeBinaryPush decodes a client→server binary push (the server side of
+// EncodeBinaryPush). The result has Binary set; its Payload aliases data.
+// Any other kind, a truncated header or a length running past the end of data is
+// rejected with an error wrapping ErrMalformed.
+func DecodeBinaryPush(data []byte) (Message, error) {
+	if len(data) == 0 {
+		return Message{}, malformed("empty binary frame")
+	}
+	if k := FrameKind(data[0]); k != KindPush {
+		return Message{}, malformed("binary frame kind is %s, want push", k)
+	}
+	var f [4]string
+	payload, err := splitFields(data[1:], f[:])
+	if err != nil {
+		return Message{}, err
+	}
+	return Message{JoinRef: f[0], Ref: f[1], Topic: f[2], Event: f[3], Payload: payload, Binary: true}, nil
+}
+
+// DecodeBinary decodes any server→client binary frame (push, reply or broadcast)
+// and reports its kind. Replies get Event "phx_reply" and their Status; the
+// Payload (the raw response for replies) aliases data. Unknown kinds, truncated
+// headers and lengths running past the end of data are rejected with an error
+// wrapping ErrMalformed.
+func DecodeBinary(data []byte) (Message, FrameKind, error) {
+	if len(data) == 0 {
+		return Message{}, 0, malformed("empty binary frame")
+	}
+	kind := FrameKind(data[0])
+	var f [4]string
+	var m Message
+	var err error
+	switch kind {
+	case KindPush:
+		m.Payload, err = splitFields(data[1:], f[:3])
+		m.JoinRef, m.Topic, m.Event = f[0], f[1], f[2]
+	case KindReply:
+		m.Payload, err = splitFields(data[1:], f[:4])
+		m.JoinRef, m.Ref, m.Topic, m.Status, m.Event = f[0], f[1], f[2], f[3], EventReply
+	case KindBroadcast:
+		m.Payload, err = splitFields(data[1:], f[:2])
+		m.Topic, m.Event = f[0], f[1]
+	default:
+		return Message{}, kind, malformed("unknown binary frame %s", kind)
+	}
+	if err != nil {
+		return Message{}, kind, err
+	}
+	m.Binary = true
+	return m, kind, nil
+}
+
+// splitFields reads len(out) length bytes, then that many fields, from b and
+// returns what follows (the payload).
+func splitFields(b []byte, out []string) ([]byte, error) {
+	if len(b) < len(out) {
+		return nil, malformed("binary header truncated: %d of %d length bytes", len(b), len(out))
+	}
+	lens, rest := b[:len(out)], b[len(out):]
+	for i, l := range lens {
+		if int(l) > len(rest) {
+			return nil, malformed("binary field %d length %d exceeds the %d bytes left", i, l, len(rest))
+		}
+		out[i] = string(rest[:l])
+		rest = rest[l:]
+	}
+	return rest[:len(rest):len(rest)], nil
+}
