@@ -64,11 +64,18 @@ func EncodeText(m Message) ([]byte, error) {
 
 // AppendText is EncodeText appending to dst. On error dst is returned unchanged.
 func AppendText(dst []byte, m Message) ([]byte, error) {
+	if len(m.Payload) > 0 && !json.Valid(m.Payload) {
+		return dst, ErrInvalidPayload
+	}
+	return appendTextTrusted(dst, m), nil
+}
+
+// appendTextTrusted is AppendText for a payload known to be valid JSON (empty or
+// produced by json.Marshal), skipping the validation scan.
+func appendTextTrusted(dst []byte, m Message) []byte {
 	payload := []byte(m.Payload)
 	if len(payload) == 0 {
 		payload = emptyObject
-	} else if !json.Valid(payload) {
-		return dst, ErrInvalidPayload
 	}
 	dst = append(dst, '[')
 	dst = appendNullable(dst, m.JoinRef)
@@ -80,7 +87,7 @@ func AppendText(dst []byte, m Message) ([]byte, error) {
 	dst = appendString(dst, m.Event)
 	dst = append(dst, ',')
 	dst = append(dst, payload...)
-	return append(dst, ']'), nil
+	return append(dst, ']')
 }
 
 func appendNullable(dst []byte, s string) []byte {

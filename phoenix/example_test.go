@@ -1,0 +1,35 @@
+package phoenix_test
+
+import (
+	"fmt"
+
+	"github.com/verastack/telephone/phoenix"
+)
+
+func ExampleEncodeText() {
+	frame, err := phoenix.EncodeText(phoenix.Message{Ref: "2", Topic: phoenix.TopicPhoenix, Event: phoenix.EventHeartbeat})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(frame))
+	// Output: [null,"2","phoenix","heartbeat",{}]
+}
+
+func ExampleDecodeText() {
+	m, err := phoenix.DecodeText([]byte(`["1",null,"telephone:p","heartbeat_ack",{"ts":1700000000}]`))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("join_ref=%q ref=%q topic=%s event=%s payload=%s\n", m.JoinRef, m.Ref, m.Topic, m.Event, m.Payload)
+	// Output: join_ref="1" ref="" topic=telephone:p event=heartbeat_ack payload={"ts":1700000000}
+}
+
+func ExampleDecodeBinary() {
+	frame, _ := phoenix.EncodeBinaryReply(phoenix.Message{JoinRef: "1", Ref: "7", Topic: "room:1", Status: "ok", Payload: []byte{0xCA, 0xFE}})
+	m, kind, err := phoenix.DecodeBinary(frame)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%s %s ref=%s status=%s payload=% x\n", kind, m.Event, m.Ref, m.Status, m.Payload)
+	// Output: reply phx_reply ref=7 status=ok payload=ca fe
+}

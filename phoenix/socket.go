@@ -1,0 +1,402 @@
+package phoenix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Conn is the message connection a Socket runs over: each Read returns one whole
+// message (text or binary) and each Write sends one. transport.Conn satisfies it
+// without importing phoenix. The Socket calls Read from one goroutine and Write
+// from another, and may call Close concurrently with both; a pending Read or Write
+// must return once its context is cancelled or Close was called.
+type Conn interface {
+	Read(ctx context.Context) (binary bool, data []byte, err error)
+	Write(ctx context.Context, binary bool, data []byte) error
+	Close(code int, reason string) error
+}
+
+// Socket defaults, used for zero fields of SocketOptions.
+const (
+	DefaultHeartbeatInterval = 30 * time.Second
+	DefaultPushTimeout       = 10 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+)
+
+// Close codes the Socket uses when it closes the Conn itself.
+const (
+	// CloseHeartbeatTimeout is sent when the heartbeat times out; like the official
+	// JS client the Socket uses 1000 (normal closure) and reconnects.
+	CloseHeartbeatTimeout = 1000
+	// CloseInternalError is used after a read or write error (the Conn is usually
+	// broken already, so it is rarely seen by the peer).
+	CloseInternalError = 1011
+)
+
+// outQueueSize is how many outbound frames may wait for the writer before Send,
+// Push, Join and Leave block (on their context).
+const outQueueSize = 64
+
+// SocketOptions configure a Socket. The zero value gives the documented defaults.
+type SocketOptions struct {
+	HeartbeatInterval time.Duration // phoenix-topic heartbeat; 0 means 30s; negative disables
+	PushTimeout       time.Duration // default reply timeout when ctx has no earlier deadline; 0 (or negative) means 10s
+	WriteTimeout      time.Duration // per-frame write timeout; 0 (or negative) means 10s
+	Logger            *slog.Logger  // nil discards
+}
+
+func (o SocketOptions) withDefaults() SocketOptions {
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.PushTimeout <= 0 {
+		o.PushTimeout = DefaultPushTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// replyResult is what the reader hands to a waiting pusher.
+type replyResult struct {
+	reply Reply
+	err   error
+}
+
+// Socket is one Phoenix V2 connection: it stamps refs, matches replies to pushes,
+// sends the phoenix heartbeat and routes inbound messages to Channels.
+//
+// Goroutines: one reader (which also joins all others when the socket stops), one
+// writer draining a bounded queue, one heartbeat ticker (unless disabled) and one
+// delivery goroutine per Channel with a handler. The Socket owns the Conn and
+// closes it when it stops, for whatever reason. All methods are safe for
+// concurrent use.
+type Socket struct {
+	conn Conn
+	opts SocketOptions
+	log  *slog.Logger
+
+	ctx     context.Context // passed to conn.Read/Write; cancelled when the socket stops
+	cancel  context.CancelFunc
+	out     chan []byte    // encoded text frames for the writer
+	closing chan struct{}  // closed when the socket starts stopping
+	done    chan struct{}  // closed when every goroutine has ended
+	refs    atomic.Uint64  // last ref handed out
+	wg      sync.WaitGroup // writer, heartbeat and delivery goroutines; joined by the reader
+
+	mu       sync.Mutex // guards err, pending and channels
+	err      error
+	pending  map[string]chan replyResult // by ref; each channel has room for one result
+	channels map[string]*Channel         // by topic
+}
+
+// NewSocket starts the socket's reader, writer and heartbeat goroutines over conn.
+// The Socket owns conn: it closes it when it stops (Close, heartbeat timeout,
+// read or write error). Stop it with Close; Done tells when it stopped by itself.
+func NewSocket(conn Conn, opts SocketOptions) *Socket {
+	opts = opts.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Socket{
+		conn:     conn,
+		opts:     opts,
+		log:      opts.Logger,
+		ctx:      ctx,
+		cancel:   cancel,
+		out:      make(chan []byte, outQueueSize),
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+		pending:  make(map[string]chan replyResult),
+		channels: make(map[string]*Channel),
+	}
+	s.wg.Add(1)
+	go s.writeLoop()
+	if opts.HeartbeatInterval > 0 {
+		s.wg.Add(1)
+		go s.heartbeatLoop()
+	}
+	go s.readLoop()
+	return s
+}
+
+// Channel returns the Channel for topic, creating it on first use; later calls
+// for the same topic return the same Channel and ignore handler. handler may be
+// nil (inbound events are then dropped); otherwise it is called for every inbound
+// event of the channel, in order, on one goroutine owned by the Socket.
+//
+// The handler must not block for long: its queue is bounded, and a full queue
+// stops the socket's reader (so no replies arrive either). It must not call
+// Socket.Close (Close waits for the handler to return); it may call Push, Send,
+// Join and Leave.
+func (s *Socket) Channel(topic string, handler func(Message)) *Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.channels[topic]; ok {
+		return c
+	}
+	c := &Channel{s: s, topic: topic, handler: handler}
+	s.channels[topic] = c
+	if handler != nil && s.err == nil {
+		c.in = make(chan Message, channelQueueSize)
+		s.wg.Add(1)
+		go c.deliverLoop()
+	}
+	return c
+}
+
+// Done returns a channel closed when the socket has stopped (for any cause) and
+// all its goroutines have ended.
+func (s *Socket) Done() <-chan struct{} { return s.done }
+
+// Err returns why the socket stopped, or nil while it runs: ErrClosed after Close,
+// ErrHeartbeatTimeout, or the read or write error (wrapped).
+func (s *Socket) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close closes the socket with the given WebSocket close code and reason: it
+// closes the Conn, fails pending pushes with ErrClosed, drops frames still queued
+// for writing (Push or Leave first to be sure they went out), and stops and joins
+// every goroutine, channel handlers included. It is idempotent: only the first
+// call closes the Conn and returns its error; later calls wait and return nil.
+func (s *Socket) Close(code int, reason string) error {
+	first, err := s.stop(ErrClosed, code, reason)
+	<-s.done
+	if !first {
+		return nil
+	}
+	return err
+}
+
+// stop records cause (the first cause wins), wakes every goroutine and waiter,
+// and closes the Conn. It reports whether this call did it, with Conn.Close's error.
+func (s *Socket) stop(cause error, code int, reason string) (first bool, err error) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return false, nil
+	}
+	s.err = cause
+	s.mu.Unlock()
+	if !errors.Is(cause, ErrClosed) {
+		s.log.Warn("phoenix: socket stopped", "err", cause)
+	}
+	close(s.closing)
+	err = s.conn.Close(code, reason)
+	s.cancel()
+	return true, err
+}
+
+// closedErr is the error for calls failing because the socket stopped: ErrClosed,
+// wrapping the cause too when it was not Close.
+func closedErr(cause error) error {
+	if cause == nil || errors.Is(cause, ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %w", ErrClosed, cause)
+}
+
+func (s *Socket) nextRef() string { return strconv.FormatUint(s.refs.Add(1), 10) }
+
+// readLoop reads until the Conn fails or the socket stops, then joins the other
+// goroutines and closes done.
+func (s *Socket) readLoop() {
+	for {
+		binary, data, err := s.conn.Read(s.ctx)
+		if err != nil {
+			s.stop(fmt.Errorf("phoenix: read: %w", err), CloseInternalError, "read error")
+			break
+		}
+		s.handleFrame(binary, data)
+	}
+	s.wg.Wait()
+	close(s.done)
+}
+
+func (s *Socket) handleFrame(binary bool, data []byte) {
+	var m Message
+	var err error
+	if binary {
+		m, _, err = DecodeBinary(data)
+	} else {
+		m, err = DecodeText(data)
+	}
+	if err != nil {
+		s.log.Warn("phoenix: dropping malformed frame", "binary", binary, "bytes", len(data), "err", err)
+		return
+	}
+	if m.Event == EventReply {
+		s.handleReply(m)
+		return
+	}
+	s.mu.Lock()
+	c := s.channels[m.Topic]
+	s.mu.Unlock()
+	if c == nil {
+		s.log.Debug("phoenix: dropping message for a topic without channel", "topic", m.Topic, "event", m.Event)
+		return
+	}
+	c.receive(m)
+}
+
+// handleReply hands a phx_reply to the push waiting for its ref. Replies nobody
+// waits for (late, after a timeout) are dropped: replies never reach handlers.
+func (s *Socket) handleReply(m Message) {
+	s.mu.Lock()
+	ch, ok := s.pending[m.Ref]
+	delete(s.pending, m.Ref)
+	c := s.channels[m.Topic]
+	s.mu.Unlock()
+	if !ok {
+		s.log.Debug("phoenix: dropping reply nobody waits for", "topic", m.Topic, "ref", m.Ref)
+		return
+	}
+	var res replyResult
+	if m.Binary {
+		res.reply = Reply{Status: m.Status, Response: m.Payload}
+	} else {
+		res.reply, res.err = DecodeReply(m.Payload)
+	}
+	if c != nil {
+		c.replied(m.Ref, res) // join bookkeeping, in frame order
+	}
+	ch <- res
+}
+
+func (s *Socket) writeLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case data := <-s.out:
+			if err := s.write(data); err != nil {
+				s.stop(fmt.Errorf("phoenix: write: %w", err), CloseInternalError, "write error")
+				return
+			}
+		}
+	}
+}
+
+func (s *Socket) write(data []byte) error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
+	defer cancel()
+	return s.conn.Write(ctx, false, data)
+}
+
+// enqueue hands an encoded frame to the writer, blocking while the queue is full.
+func (s *Socket) enqueue(ctx context.Context, data []byte) error {
+	select {
+	case s.out <- data:
+		return nil
+	case <-s.closing:
+		return closedErr(s.Err())
+	case <-ctx.Done():
+		return waitErr(ctx)
+	}
+}
+
+func (s *Socket) register(ref string) (chan replyResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, closedErr(s.err)
+	}
+	ch := make(chan replyResult, 1)
+	s.pending[ref] = ch
+	return ch, nil
+}
+
+func (s *Socket) unregister(ref string) {
+	s.mu.Lock()
+	delete(s.pending, ref)
+	s.mu.Unlock()
+}
+
+// roundTrip sends an encoded frame carrying ref and waits for its reply, at most
+// PushTimeout or until ctx is done.
+func (s *Socket) roundTrip(ctx context.Context, ref string, data []byte) (Reply, error) {
+	ch, err := s.register(ref)
+	if err != nil {
+		return Reply{}, err
+	}
+	defer s.unregister(ref)
+	ctx, cancel := context.WithTimeoutCause(ctx, s.opts.PushTimeout, ErrTimeout)
+	defer cancel()
+	if err := s.enqueue(ctx, data); err != nil {
+		return Reply{}, err
+	}
+	select {
+	case res := <-ch:
+		return res.reply, res.err
+	case <-s.closing:
+		return Reply{}, closedErr(s.Err())
+	case <-ctx.Done():
+		select {
+		case res := <-ch: // the reply won the race: keep state and result consistent
+			return res.reply, res.err
+		default:
+			return Reply{}, waitErr(ctx)
+		}
+	}
+}
+
+// waitErr maps a done context to the error of a push: ErrTimeout for the push
+// timeout, ErrTimeout wrapping context.DeadlineExceeded for the caller's deadline,
+// and the context's error (context.Canceled) otherwise.
+func waitErr(ctx context.Context) error {
+	if errors.Is(context.Cause(ctx), ErrTimeout) {
+		return ErrTimeout
+	}
+	if err := ctx.Err(); errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	return ctx.Err()
+}
+
+// heartbeatLoop sends [null,ref,"phoenix","heartbeat",{}] every interval and stops
+// the socket with ErrHeartbeatTimeout when the previous one is still unanswered.
+func (s *Socket) heartbeatLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.HeartbeatInterval)
+	defer t.Stop()
+	var waiting chan replyResult
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+		if waiting != nil && len(waiting) == 0 {
+			s.stop(ErrHeartbeatTimeout, CloseHeartbeatTimeout, "heartbeat timeout")
+			return
+		}
+		waiting = s.sendHeartbeat()
+	}
+}
+
+// sendHeartbeat queues one heartbeat and returns where its reply will arrive, or
+// nil when the socket is stopping.
+func (s *Socket) sendHeartbeat() chan replyResult {
+	ref := s.nextRef()
+	ch, err := s.register(ref)
+	if err != nil {
+		return nil
+	}
+	data, _ := EncodeText(Message{Ref: ref, Topic: TopicPhoenix, Event: EventHeartbeat}) // cannot fail
+	if s.enqueue(s.ctx, data) != nil {
+		return nil
+	}
+	return ch
+}
