@@ -415,3 +415,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkVerify(b *testing.B) {
+	key := DeriveKey(goldenSecret)
+	tok, err := Sign(testClaims(), key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Verify(tok, key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
