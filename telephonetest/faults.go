@@ -1,0 +1,109 @@
+package telephonetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// DropAll cuts every telephone socket abruptly: the TCP connection is closed
+// without a close frame, as when the network fails. Channels end as on a
+// disconnect (waiting HTTP callers get 502). Proxied client WebSockets of those
+// channels are closed with 1001.
+func (s *Server) DropAll() {
+	for _, sk := range s.liveSockets() {
+		sk.shutdown(websocket.StatusNormalClosure, "", true)
+	}
+}
+
+// Restart closes every telephone socket with close code 1012 (service restart),
+// as a draining Plugboard node does. Tokens stay valid: telephones may
+// reconnect at once.
+func (s *Server) Restart() {
+	for _, sk := range s.liveSockets() {
+		sk.shutdown(websocket.StatusServiceRestart, "", false)
+	}
+}
+
+// Disconnect closes every socket opened with the token with close code 1011,
+// as Bandit 1.8.0 does for Phoenix's "disconnect" broadcast to the socket id
+// (PROTOCOL.md §2.8). The token is not revoked.
+func (s *Server) Disconnect(tokenID string) {
+	s.closeTokenSockets(tokenID, websocket.StatusInternalError)
+}
+
+// closeTokenSockets closes the token's sockets with code and returns how many.
+func (s *Server) closeTokenSockets(tokenID string, code websocket.StatusCode) int {
+	n := 0
+	for _, sk := range s.liveSockets() {
+		if sk.tokenID == tokenID {
+			sk.shutdown(code, "", false)
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Server) liveSockets() []*socket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.socketsLocked()
+}
+
+// RefuseTokens makes every socket upgrade fail with 403 while on, as if every
+// token were refused. Open sockets are not affected.
+func (s *Server) RefuseTokens(on bool) { s.refuse.Store(on) }
+
+// DelayReplies delays every phx_reply and heartbeat_ack by d (0 turns it off).
+// Frames keep their order: frames queued after a delayed one wait for it.
+func (s *Server) DelayReplies(d time.Duration) { s.replyDelay.Store(int64(max(d, 0))) }
+
+// DropReplies makes the server send no phx_reply at all while on (joins,
+// refreshes, leaves, phoenix heartbeats, errors); the messages are still
+// handled.
+func (s *Server) DropReplies(on bool) { s.dropReplies.Store(on) }
+
+// StopHeartbeatAcks stops heartbeat_ack pushes while on; heartbeat events still
+// count as liveness for the channel's heartbeat timeout.
+func (s *Server) StopHeartbeatAcks(on bool) { s.stopAcks.Store(on) }
+
+// CrashChannels kills every channel of the path as a crash does: the telephone
+// gets phx_error, waiting HTTP callers 502, proxied WebSockets close with 1001.
+// The sockets stay open; the telephones may re-join.
+func (s *Server) CrashChannels(pathID string) {
+	s.mu.Lock()
+	chans := append([]*channel(nil), s.paths[pathID]...)
+	s.mu.Unlock()
+	for _, ch := range chans {
+		s.endChannel(ch, endCrash)
+	}
+}
+
+// Push pushes an arbitrary event to one joined telephone of the path (chosen
+// round-robin like requests), for tests of how a client handles unexpected or
+// invalid pushes. payload may be a json.RawMessage or []byte (sent as they
+// are), nil ({}), or any value json.Marshal accepts. It returns ErrNoTelephone
+// when no telephone has joined the path.
+func (s *Server) Push(pathID, event string, payload any) error {
+	data, err := marshalPayload(payload)
+	if err != nil {
+		return fmt.Errorf("telephonetest: encode payload: %w", err)
+	}
+	if !json.Valid(data) {
+		return fmt.Errorf("telephonetest: payload is not valid JSON")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	ch := s.pickLocked(pathID)
+	s.mu.Unlock()
+	if ch == nil {
+		return fmt.Errorf("%w: %s", ErrNoTelephone, pathID)
+	}
+	ch.sock.push(ch.joinRef, ch.topic, event, data, false)
+	return nil
+}
