@@ -67,7 +67,7 @@ func (s *Server) startChannel(sk *socket, topic, joinRef string) (old *channel, 
 func (ch *channel) watchHeartbeat() {
 	s := ch.sock.srv
 	timeout := s.cfg.heartbeatTimeout
-	t := time.NewTicker(timeout / 2)
+	t := time.NewTicker(max(timeout/2, time.Nanosecond))
 	defer t.Stop()
 	for {
 		select {

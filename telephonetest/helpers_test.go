@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -311,3 +312,6 @@ func (c *rawClient) answer(joinRef, ref string, res map[string]any) proxyRequest
 func contextWithTestTimeout() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), testTimeout)
 }
+
+// netListen listens on a random loopback port.
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

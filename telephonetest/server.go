@@ -1,6 +1,7 @@
 package telephonetest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"net"
@@ -150,12 +151,21 @@ func (s *Server) Close() {
 			s.hs.Close()
 		}
 		if s.hsrv != nil {
-			_ = s.hsrv.Close()
+			// Shutdown lets the callers just failed with 502 get their answer.
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			if s.hsrv.Shutdown(ctx) != nil {
+				_ = s.hsrv.Close()
+			}
+			cancel()
 			s.serveWG.Wait()
 		}
 		s.wg.Wait()
 	})
 }
+
+// shutdownTimeout bounds how long Close waits for HTTP requests in progress
+// when serving on a listener.
+const shutdownTimeout = 10 * time.Second
 
 // socketsLocked returns the live sockets. s.mu must be held.
 func (s *Server) socketsLocked() []*socket {

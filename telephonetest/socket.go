@@ -225,13 +225,12 @@ func (sk *socket) write(f outFrame) bool {
 		return false
 	default:
 	}
+	// Recorded before the write so that a peer that has read the frame always
+	// finds it in Frames.
+	sk.srv.record(DirOut, false, f.data)
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	if err := sk.conn.Write(ctx, websocket.MessageText, f.data); err != nil {
-		return false
-	}
-	sk.srv.record(DirOut, false, f.data)
-	return true
+	return sk.conn.Write(ctx, websocket.MessageText, f.data) == nil
 }
 
 // send queues one text frame. Replies and heartbeat acks are delayed by

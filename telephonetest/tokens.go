@@ -130,6 +130,8 @@ func (s *Server) authenticate(jwt string) (*tokenRecord, error) {
 // (jti = record id), the record's expiry moved to now+lifetime, and the old JWT
 // no longer opening sockets. The record's current expiry is not checked. The
 // error reason is Elixir-inspect shaped (":token_revoked", ":not_found").
+// As with Plugboard, HS256 is deterministic: two refreshes within the same
+// second produce the same JWT (same claims), so the second one rotates nothing.
 func (s *Server) refresh(tokenID string) (string, error) {
 	now := time.Now()
 	s.mu.Lock()
