@@ -75,6 +75,10 @@ func (s *Server) serveWSProxy(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, "Invalid path")
 		return
 	}
+	if !s.pathKnown(pathID) {
+		httpError(w, http.StatusNotFound, "No mount matches this path")
+		return
+	}
 	headers := wsHeaders(r)
 	s.mu.Lock()
 	ch := s.pickLocked(pathID)

@@ -28,6 +28,10 @@ func TestWSProxyNoTelephone(t *testing.T) {
 	if status != http.StatusBadRequest {
 		t.Errorf("bad path: %d, want 400", status)
 	}
+	_, status, _ = dialProxied(t, s, "/call/"+NewPathID()+"/ws", nil, nil)
+	if status != http.StatusNotFound {
+		t.Errorf("unknown path: %d, want 404", status)
+	}
 }
 
 func TestWSProxyConnectTimeout(t *testing.T) {
