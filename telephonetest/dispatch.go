@@ -58,7 +58,7 @@ func (sk *socket) join(m phoenix.Message) {
 		sk.reply(m.JoinRef, m.Ref, m.Topic, "error", map[string]string{"reason": "path_id_mismatch"})
 		return
 	}
-	old, ok := s.startChannel(sk, m.Topic, m.JoinRef)
+	ch, old, ok := s.startChannel(sk, m.Topic, m.JoinRef)
 	if !ok {
 		return // the socket is closing
 	}
@@ -67,6 +67,7 @@ func (sk *socket) join(m phoenix.Message) {
 		"path":       "/" + sk.pathID,
 		"expires_in": s.lifetimeSeconds(),
 	})
+	s.publish(ch)
 	if old != nil {
 		s.endChannel(old, endClose)
 	}
