@@ -1,0 +1,163 @@
+package telephone
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"time"
+
+	"github.com/verastack/telephone/internal/metrics"
+)
+
+// buildHandler returns the handler that serves forwarded requests: the user's, or a reverse
+// proxy to the backend URL over the configured RoundTripper, guarded by retries and the
+// circuit breaker.
+func (c *Client) buildHandler() http.Handler {
+	if c.o.handler != nil {
+		return c.o.handler
+	}
+	rt := c.o.backend
+	if rt == nil {
+		rt = defaultBackendTransport()
+	}
+	rt = &retryTransport{next: rt, max: c.o.retries, backoff: c.o.retryBackoff, g: c.guard, log: c.log}
+	rt = &breakerTransport{next: rt, g: c.guard, m: c.m}
+	keepEncoding := c.o.keepEncoding
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			target := c.live.backend.Load()
+			pr.SetURL(target)
+			pr.Out.Host = target.Host
+			copyHeader(pr.Out.Header, pr.In.Header, "X-Forwarded-For")
+			if pr.In.Host != "" {
+				pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+			}
+			pr.Out.Header.Set("X-Forwarded-Proto", pr.In.Header.Get("X-Forwarded-Proto"))
+			if !keepEncoding {
+				pr.Out.Header.Set("Accept-Encoding", "identity")
+			}
+		},
+		Transport:    rt,
+		ErrorHandler: c.backendError,
+		ErrorLog:     slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+	}
+}
+
+func copyHeader(dst, src http.Header, name string) {
+	if v := src.Values(name); len(v) > 0 {
+		dst[http.CanonicalHeaderKey(name)] = append([]string(nil), v...)
+	}
+}
+
+// defaultBackendTransport is http.DefaultTransport's settings with more idle connections per
+// host (the proxy talks to one host) and no transparent compression.
+func defaultBackendTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 512
+	t.MaxIdleConnsPerHost = 256
+	t.DisableCompression = true
+	t.ResponseHeaderTimeout = 0
+	return t
+}
+
+// backendError maps a backend failure to a short, safe status and reason; the detail goes
+// only to the log.
+func (c *Client) backendError(w http.ResponseWriter, r *http.Request, err error) {
+	status, reason := http.StatusBadGateway, "Bad Gateway: the backend is unavailable"
+	switch {
+	case errors.Is(err, errBreakerOpen):
+		status, reason = http.StatusServiceUnavailable, "Service Unavailable: the backend is failing; circuit open"
+	case errors.Is(err, context.DeadlineExceeded) || r.Context().Err() == context.DeadlineExceeded:
+		status, reason = http.StatusGatewayTimeout, "Gateway Timeout: the backend did not answer in time"
+	case errors.Is(err, errResponseTooLarge):
+		status, reason = http.StatusBadGateway, "Bad Gateway: the backend response is larger than the telephone's limit"
+	}
+	var ne net.Error
+	c.log.Warn("backend request failed", slog.Int("status", status), slog.Any("error", err),
+		slog.Bool("timeout", errors.As(err, &ne) && ne.Timeout()))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(reason))
+}
+
+// isConnError reports whether err happened before any byte of a response: dialing, or the
+// connection refused/reset before the request could be written.
+func isConnError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return false
+}
+
+// idempotent methods may be retried after a connection error.
+var idempotent = map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true, "PUT": true, "DELETE": true}
+
+// retryTransport retries idempotent requests after connection errors that happened before
+// any response byte, with jittered backoff, within the request's deadline and never while
+// the circuit is open.
+type retryTransport struct {
+	next    http.RoundTripper
+	max     int
+	backoff time.Duration
+	g       *guard
+	log     *slog.Logger
+}
+
+func (t *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := t.next.RoundTrip(r)
+	if !idempotent[r.Method] {
+		return res, err
+	}
+	for attempt := 0; attempt < t.max && err != nil && isConnError(err); attempt++ {
+		if !t.g.breakerAllows() {
+			return nil, err
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			if r.GetBody == nil {
+				return nil, err
+			}
+			body, berr := r.GetBody()
+			if berr != nil {
+				return nil, err
+			}
+			r.Body = body
+		}
+		if werr := jitterWait(r.Context(), t.backoff<<attempt); werr != nil {
+			return nil, err
+		}
+		t.g.retried()
+		t.log.Debug("retrying backend request", slog.Int("attempt", attempt+1), slog.Any("error", err))
+		res, err = t.next.RoundTrip(r)
+	}
+	return res, err
+}
+
+// jitterWait waits a random duration in [d/2, d], or until ctx ends.
+func jitterWait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d/2 + randDuration(d/2))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// breakerTransport counts backend results in the circuit breaker and fails fast while it is open.
+// It also records the backend latency.
+type breakerTransport struct {
+	next http.RoundTripper
+	g    *guard
+	m    *metrics.Metrics
+}
+
+func (t *breakerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	defer func() { t.m.Backend(time.Since(start)) }()
+	return t.g.throughBreaker(func() (*http.Response, error) { return t.next.RoundTrip(r) })
+}

@@ -1,0 +1,575 @@
+package telephone_test
+
+import (
+	"log/slog"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/telephonetest"
+	"github.com/verastack/telephone/tokenstore"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// net/http keeps idle keep-alive connections of the test's own HTTP clients.
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+	)
+}
+
+// tunnel is a Client running against an in-memory Plugboard.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+
+func (s *syncBuf) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type tunnel struct {
+	dbg *syncBuf
+	t      *testing.T
+	srv    *telephonetest.Server
+	client *telephone.Client
+	tok    telephonetest.Token
+	runErr chan error
+	http   *http.Client
+}
+
+func (tn *tunnel) call(path string) string { return tn.srv.CallURL(tn.tok.PathID) + path }
+
+// startTunnel starts a Client with opts against srv (a new one when nil) and waits for it to join.
+func startTunnel(t *testing.T, srv *telephonetest.Server, opts ...telephone.Option) *tunnel {
+	t.Helper()
+	if srv == nil {
+		srv = telephonetest.NewServer(telephonetest.WithRecorder())
+		t.Cleanup(srv.Close)
+	}
+	dbg := &syncBuf{}
+	opts = append(opts, telephone.WithLogger(slog.New(slog.NewTextHandler(dbg, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	tok, err := srv.Mint(telephonetest.NewPathID(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]telephone.Option{telephone.WithToken(tok.Token), telephone.WithReconnectBackoff(10*time.Millisecond, 200*time.Millisecond)}, opts...)
+	c, err := telephone.New(srv.SocketURL(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &tunnel{dbg: dbg, t: t, srv: srv, client: c, tok: tok, runErr: make(chan error, 1),
+		http: &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	go func() { tn.runErr <- c.Run(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		tn.http.CloseIdleConnections()
+	})
+	tn.waitJoined(1)
+	return tn
+}
+
+func (tn *tunnel) waitJoined(n int) {
+	tn.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tn.srv.WaitJoined(ctx, tn.tok.PathID, n); err != nil {
+		tn.t.Fatalf("telephone did not join: %v (status %+v)", err, tn.client.Status())
+	}
+}
+
+func (tn *tunnel) do(method, path string, body io.Reader, hdr ...string) (*http.Response, string) {
+	tn.t.Helper()
+	req, err := http.NewRequest(method, tn.call(path), body)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := tn.http.Do(req)
+	if err != nil {
+		tn.t.Fatalf("%v\nclient log:\n%s", err, tn.dbg.String())
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	return res, string(b)
+}
+
+// echoBackend answers with what it received.
+func echoBackend(t *testing.T) *httptest.Server {
+	t.Helper()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Method", r.Method)
+		w.Header().Set("X-Path", r.URL.Path)
+		w.Header().Set("X-Raw-Path", r.URL.EscapedPath())
+		w.Header().Set("X-Query", r.URL.RawQuery)
+		w.Header().Set("X-Got-Custom", r.Header.Get("X-Custom"))
+		w.Header().Set("X-Forwarded-Host-Seen", r.Header.Get("X-Forwarded-Host"))
+		w.Header().Set("X-Accept-Encoding-Seen", r.Header.Get("Accept-Encoding"))
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+func TestMethodsBodiesAndHeaders(t *testing.T) {
+	t.Parallel()
+	backend := echoBackend(t)
+	tn := startTunnel(t, nil, telephone.WithBackendURL(backend.URL))
+	for _, method := range []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+		body := "payload for " + method
+		res, got := tn.do(method, "/api/items?x=1&y=%20z", strings.NewReader(body), "X-Custom", "abc")
+		if res.StatusCode != 200 || got != body {
+			t.Errorf("%s: %d %q", method, res.StatusCode, got)
+		}
+		if res.Header.Get("X-Method") != method || res.Header.Get("X-Path") != "/api/items" ||
+			res.Header.Get("X-Query") != "x=1&y=%20z" || res.Header.Get("X-Got-Custom") != "abc" {
+			t.Errorf("%s: backend saw %v", method, res.Header)
+		}
+		if res.Header.Get("X-Accept-Encoding-Seen") != "identity" || res.Header.Get("X-Forwarded-Host-Seen") == "" {
+			t.Errorf("%s: forwarding headers %v", method, res.Header)
+		}
+	}
+}
+
+func TestPathsAreKeptExactly(t *testing.T) {
+	t.Parallel()
+	backend := echoBackend(t)
+	tn := startTunnel(t, nil, telephone.WithBackendURL(backend.URL))
+	for _, tt := range []struct{ call, path, raw string }{
+		{"/a/b/", "/a/b/", "/a/b/"},                               // trailing slash kept
+		{"/files/my%20doc.txt", "/files/my doc.txt", "/files/my%20doc.txt"}, // decoded once by Plugboard, re-encoded once
+		{"/a%2520b", "/a%20b", "/a%2520b"},                           // no double decoding
+		{"/", "/", "/"},
+	} {
+		res, _ := tn.do("GET", tt.call, nil)
+		if res.Header.Get("X-Path") != tt.path || res.Header.Get("X-Raw-Path") != tt.raw {
+			t.Errorf("%s: backend path %q raw %q, want %q %q", tt.call, res.Header.Get("X-Path"), res.Header.Get("X-Raw-Path"), tt.path, tt.raw)
+		}
+	}
+}
+
+func TestBodiesLargeAndMultibyte(t *testing.T) {
+	t.Parallel()
+	backend := echoBackend(t)
+	tn := startTunnel(t, nil, telephone.WithBackendURL(backend.URL), telephone.WithChunkSize(1000),
+		telephone.WithMaxResponseSize(8<<20))
+	big := strings.Repeat("0123456789abcdef", 5<<20/16) // 5 MiB
+	for name, body := range map[string]string{
+		"empty":     "",
+		"small":     "hi",
+		"5MiB":      big,
+		"multibyte": strings.Repeat("日本語😀é", 500), // 8 500 bytes: characters straddle every chunk boundary
+	} {
+		res, got := tn.do("POST", "/echo", strings.NewReader(body))
+		if res.StatusCode != 200 || got != body {
+			t.Errorf("%s: status %d, body of %d bytes (want %d)", name, res.StatusCode, len(got), len(body))
+		}
+	}
+}
+
+func TestStatusRedirectAndHeadersBack(t *testing.T) {
+	t.Parallel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/redirect":
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		case "/teapot":
+			w.Header().Add("Set-Cookie", "a=1")
+			w.Header().Add("Set-Cookie", "b=2")
+			w.Header().Add("Vary", "Accept")
+			w.Header().Add("Vary", "Origin")
+			w.WriteHeader(http.StatusTeapot)
+			_, _ = io.WriteString(w, "short and stout")
+		case "/binary":
+			_, _ = w.Write([]byte{0xff, 0xd8, 0xff, 0xe0})
+		case "/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}))
+	defer backend.Close()
+	tn := startTunnel(t, nil, telephone.WithBackendURL(backend.URL), telephone.WithRequestTimeout(300*time.Millisecond))
+	res, _ := tn.do("GET", "/redirect", nil)
+	if res.StatusCode != http.StatusFound || res.Header.Get("Location") != "/elsewhere" {
+		t.Errorf("redirect: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	res, body := tn.do("GET", "/teapot", nil)
+	if res.StatusCode != http.StatusTeapot || body != "short and stout" || res.Header.Get("Set-Cookie") != "a=1" || res.Header.Get("Vary") != "Accept, Origin" {
+		t.Errorf("teapot: %d %q %v", res.StatusCode, body, res.Header)
+	}
+	res, body = tn.do("GET", "/binary", nil)
+	if res.StatusCode != http.StatusBadGateway || !strings.Contains(body, "not valid UTF-8") {
+		t.Errorf("binary: %d %q", res.StatusCode, body)
+	}
+	res, body = tn.do("GET", "/slow", nil)
+	if res.StatusCode != http.StatusGatewayTimeout || strings.Contains(body, "127.0.0.1") {
+		t.Errorf("slow: %d %q", res.StatusCode, body)
+	}
+}
+
+func TestBackendDown(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	tn := startTunnel(t, nil, telephone.WithBackendURL("http://"+addr), telephone.WithRetries(0, 0))
+	res, body := tn.do("GET", "/", nil)
+	if res.StatusCode != http.StatusBadGateway || strings.Contains(body, addr) || strings.Contains(body, "dial") {
+		t.Errorf("backend down: %d %q (must not leak internals)", res.StatusCode, body)
+	}
+}
+
+func TestInvalidProxyReqGets400(t *testing.T) {
+	t.Parallel()
+	srv := telephonetest.NewServer(telephonetest.WithRecorder())
+	defer srv.Close()
+	tn := startTunnel(t, srv, telephone.WithHandler(http.NotFoundHandler()))
+	const id = "11111111-2222-4333-8444-555555555555"
+	if err := srv.Push(tn.tok.PathID, "proxy_req", map[string]any{"request_id": id, "method": "TRACE", "path": "/"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, f := range srv.Frames() {
+			if strings.Contains(f.Data, `"proxy_res"`) && strings.Contains(f.Data, id) {
+				if !strings.Contains(f.Data, `"status":400`) || !strings.Contains(f.Data, "unsupported method") {
+					t.Fatalf("reply = %s", f.Data)
+				}
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no proxy_res for the invalid proxy_req")
+}
+
+func TestInProcessHandler(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /hello/{name}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s via %s", r.PathValue("name"), r.Host)
+	})
+	mux.HandleFunc("GET /panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	tn := startTunnel(t, nil, telephone.WithHandler(mux))
+	res, body := tn.do("GET", "/hello/gopher", nil)
+	if res.StatusCode != 200 || !strings.HasPrefix(body, "hello gopher via 127.0.0.1:") {
+		t.Errorf("handler: %d %q", res.StatusCode, body)
+	}
+	res, _ = tn.do("GET", "/panic", nil)
+	if res.StatusCode != http.StatusBadGateway {
+		t.Errorf("panicking handler: %d", res.StatusCode)
+	}
+}
+
+func TestHandlerIgnoringDeadlineGets504(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release // ignores r.Context()
+		_, _ = io.WriteString(w, "too late")
+	})
+	tn := startTunnel(t, nil, telephone.WithHandler(h), telephone.WithRequestTimeout(100*time.Millisecond))
+	res, body := tn.do("GET", "/", nil)
+	close(release)
+	if res.StatusCode != http.StatusGatewayTimeout || body == "too late" {
+		t.Errorf("got %d %q", res.StatusCode, body)
+	}
+}
+
+func TestReconnectsAfterDropAndRestart(t *testing.T) {
+	t.Parallel()
+	backend := echoBackend(t)
+	tn := startTunnel(t, nil, telephone.WithBackendURL(backend.URL))
+	for _, fault := range []func(){tn.srv.DropAll, tn.srv.Restart} {
+		fault()
+		tn.waitJoined(1)
+		waitFor(t, func() bool { res, _ := tn.do("GET", "/ok", nil); return res.StatusCode == 200 })
+	}
+	if st := tn.client.Status(); st.Reconnects < 2 || !st.Joined {
+		t.Errorf("status after faults = %+v", st)
+	}
+}
+
+func TestHeartbeatAcksStopReconnects(t *testing.T) {
+	t.Parallel()
+	tn := startTunnel(t, nil, telephone.WithHandler(http.NotFoundHandler()), telephone.WithHeartbeat(30*time.Millisecond, 2))
+	tn.srv.StopHeartbeatAcks(true)
+	waitFor(t, func() bool { return tn.client.Status().Reconnects > 0 })
+	tn.srv.StopHeartbeatAcks(false)
+	tn.waitJoined(1)
+	if st := tn.client.Status(); !strings.Contains(st.LastError, "heartbeat") {
+		t.Errorf("last error = %q", st.LastError)
+	}
+}
+
+func TestRejoinsAfterChannelCrash(t *testing.T) {
+	t.Parallel()
+	tn := startTunnel(t, nil, telephone.WithHandler(http.NotFoundHandler()))
+	tn.srv.CrashChannels(tn.tok.PathID)
+	waitFor(t, func() bool { return tn.srv.Joined(tn.tok.PathID) == 1 && tn.client.Status().Joined })
+	if st := tn.client.Status(); st.Reconnects != 0 {
+		t.Errorf("a channel crash must re-join on the same socket, got %d reconnects", st.Reconnects)
+	}
+	res, _ := tn.do("GET", "/", nil)
+	if res.StatusCode != http.StatusNotFound {
+		t.Errorf("after re-join: %d", res.StatusCode)
+	}
+}
+
+func TestRefusedTokenStopsRun(t *testing.T) {
+	t.Parallel()
+	srv := telephonetest.NewServer()
+	defer srv.Close()
+	tok, _ := srv.Mint(telephonetest.NewPathID(), time.Hour)
+	srv.Revoke(tok.ID)
+	c, err := telephone.New(srv.SocketURL(), telephone.WithToken(tok.Token), telephone.WithHandler(http.NotFoundHandler()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Run(ctx); !errors.Is(err, telephone.ErrTokenRefused) {
+		t.Fatalf("Run = %v, want ErrTokenRefused", err)
+	}
+}
+
+func TestRefusedStoredTokenFallsBackToConfigured(t *testing.T) {
+	t.Parallel()
+	srv := telephonetest.NewServer()
+	defer srv.Close()
+	path := telephonetest.NewPathID()
+	old, _ := srv.Mint(path, time.Hour)
+	time.Sleep(1100 * time.Millisecond) // a newer iat for the stored token
+	newer, _ := srv.Mint(path, time.Hour)
+	srv.Revoke(newer.ID)
+	store := tokenstore.NewMemory()
+	if err := store.Save(context.Background(), newer.Token, newer.ExpiresAt); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := telephone.New(srv.SocketURL(), telephone.WithToken(old.Token), telephone.WithTokenStore(store),
+		telephone.WithHandler(http.NotFoundHandler()))
+	go func() { _ = c.Run(context.Background()) }()
+	defer func() { _ = c.Shutdown(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.WaitJoined(ctx, path, 1); err != nil {
+		t.Fatalf("did not fall back to the configured token: %v", err)
+	}
+	if st := c.Status(); st.TokenID != tokenID(t, old.Token) {
+		t.Errorf("token in use %q", st.TokenID)
+	}
+}
+
+func TestShutdownUnderLoadCompletesInFlight(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 100)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		time.Sleep(200 * time.Millisecond)
+		_, _ = io.WriteString(w, "done")
+	})
+	tn := startTunnel(t, nil, telephone.WithHandler(h))
+	const n = 20
+	var wg sync.WaitGroup
+	results := make(chan string, n)
+	for range n {
+		wg.Go(func() {
+			res, body := tn.do("GET", "/work", nil)
+			results <- fmt.Sprint(res.StatusCode, body)
+		})
+	}
+	for range n {
+		<-started
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tn.client.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r != "200done" {
+			t.Errorf("in-flight request ended with %q", r)
+		}
+	}
+	if err := <-tn.runErr; err != nil {
+		t.Errorf("Run after Shutdown = %v", err)
+	}
+	res, _ := tn.do("GET", "/after", nil)
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("after shutdown: %d, want 503 from Plugboard", res.StatusCode)
+	}
+}
+
+func TestThousandConcurrentRequests(t *testing.T) {
+	t.Parallel()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		_, _ = io.WriteString(w, r.URL.Query().Get("i"))
+	})
+	tn := startTunnel(t, nil, telephone.WithHandler(h))
+	tr := &http.Transport{MaxConnsPerHost: 1000, MaxIdleConnsPerHost: 1000}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	bad := 0
+	for i := range 1000 {
+		wg.Go(func() {
+			res, err := client.Get(tn.call(fmt.Sprintf("/n?i=%d", i)))
+			ok := err == nil && res.StatusCode == 200
+			if err == nil {
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				ok = ok && string(b) == fmt.Sprint(i)
+			}
+			if !ok {
+				mu.Lock()
+				bad++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if bad != 0 {
+		t.Fatalf("%d of 1000 requests failed", bad)
+	}
+}
+
+func TestStatusReportsSession(t *testing.T) {
+	t.Parallel()
+	tn := startTunnel(t, nil, telephone.WithHandler(http.NotFoundHandler()), telephone.WithHeartbeat(20*time.Millisecond, 3))
+	waitFor(t, func() bool { return !tn.client.Status().LastAck.IsZero() })
+	st := tn.client.Status()
+	if !st.Connected || !st.Joined || st.PathID != tn.tok.PathID || st.Path != "/"+tn.tok.PathID ||
+		!st.TokenExpiry.Equal(tn.tok.ExpiresAt.Truncate(time.Second)) || st.InFlight != 0 {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	t.Parallel()
+	h := telephone.WithHandler(http.NotFoundHandler())
+	for _, tt := range []struct {
+		url    string
+		opts   []telephone.Option
+		option string
+	}{
+		{"http://x/telephone/websocket", []telephone.Option{h}, "plugboardURL"},
+		{"ws:///nohost", []telephone.Option{h}, "plugboardURL"},
+		{"ws://x", nil, "WithBackendURL"},
+		{"ws://x", []telephone.Option{h, telephone.WithBackendURL("http://b")}, "WithHandler"},
+		{"ws://x", []telephone.Option{telephone.WithBackendURL("ftp://b")}, "WithBackendURL"},
+		{"ws://x", []telephone.Option{h, telephone.WithToken("")}, "WithToken"},
+		{"ws://x", []telephone.Option{h, telephone.WithHeartbeat(0, 2)}, "WithHeartbeat"},
+		{"ws://x", []telephone.Option{h, telephone.WithChunkSize(2)}, "WithChunkSize"},
+		{"ws://x", []telephone.Option{h, telephone.WithMaxResponseSize(10), telephone.WithChunkSize(100)}, "WithChunkSize"},
+		{"ws://x", []telephone.Option{h, telephone.WithReconnectBackoff(time.Second, time.Millisecond)}, "WithReconnectBackoff"},
+		{"ws://x", []telephone.Option{h, telephone.WithPlugboardSecret("short")}, "WithPlugboardSecret"},
+		{"ws://x", []telephone.Option{h, telephone.WithRateLimit(0, 1)}, "WithRateLimit"},
+		{"ws://x", []telephone.Option{h, telephone.WithMaxConcurrentRequests(0, 0)}, "WithMaxConcurrentRequests"},
+		{"ws://x", []telephone.Option{h, telephone.WithRetries(11, time.Millisecond)}, "WithRetries"},
+		{"ws://x", []telephone.Option{h, telephone.WithWebSocketLimits(1, 10, time.Second, 5)}, "WithWebSocketLimits"},
+		{"ws://x", []telephone.Option{h, telephone.WithBackend(http.DefaultTransport)}, "WithBackend"},
+	} {
+		_, err := telephone.New(tt.url, tt.opts...)
+		var oe *telephone.OptionError
+		if !errors.As(err, &oe) || oe.Option != tt.option {
+			t.Errorf("%s %d opts: err = %v, want an OptionError for %s", tt.url, len(tt.opts), err, tt.option)
+		}
+	}
+}
+
+func TestRunWithoutTokenFails(t *testing.T) {
+	t.Parallel()
+	c, err := telephone.New("ws://127.0.0.1:1/telephone/websocket", telephone.WithHandler(http.NotFoundHandler()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(context.Background()); !errors.Is(err, telephone.ErrNoToken) {
+		t.Fatalf("Run = %v", err)
+	}
+	if err := c.Run(context.Background()); !errors.Is(err, telephone.ErrAlreadyRunning) {
+		t.Fatalf("second Run = %v", err)
+	}
+}
+
+func TestStartsWhilePlugboardIsDown(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	probe := telephonetest.NewServer()
+	tok, _ := probe.Mint(telephonetest.NewPathID(), time.Hour)
+	secret := probe.SecretKeyBase()
+	probe.Close()
+	c, _ := telephone.New("ws://"+addr+"/telephone/websocket", telephone.WithToken(tok.Token),
+		telephone.WithHandler(http.NotFoundHandler()), telephone.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(context.Background()) }()
+	waitFor(t, func() bool { return c.Status().Reconnects >= 2 })
+	// Plugboard comes up on that address; the client connects without help.
+	l2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("address %s taken meanwhile: %v", addr, err)
+	}
+	srv := telephonetest.Serve(l2, telephonetest.WithSecret(secret))
+	defer srv.Close()
+	// The server does not know the token minted by the probe: it refuses it (403) and Run stops.
+	if err := <-runErr; !errors.Is(err, telephone.ErrTokenRefused) {
+		t.Fatalf("Run = %v", err)
+	}
+}
+
+func tokenID(t *testing.T, jwt string) string {
+	t.Helper()
+	c, err := telephone.ParseToken(jwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.ID
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+

@@ -1,0 +1,327 @@
+package telephone
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// proxyReq is the proxy_req payload (PROTOCOL.md §3.3).
+type proxyReq struct {
+	RequestID   string          `json:"request_id"`
+	Method      string          `json:"method"`
+	Path        string          `json:"path"`
+	Headers     json.RawMessage `json:"headers"`
+	Body        string          `json:"body"`
+	QueryString string          `json:"query_string"`
+
+	header http.Header // validated headers, canonical names
+	host   string
+}
+
+// badRequest is a proxy_req that failed validation; Reason goes to the caller with a 400.
+type badRequest struct{ Reason string }
+
+func (e *badRequest) Error() string { return "invalid proxy_req: " + e.Reason }
+
+var knownMethods = map[string]bool{
+	"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "HEAD": true, "OPTIONS": true,
+}
+
+// hopHeaders are connection-specific headers never forwarded in either direction.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length",
+}
+
+// parseProxyReq decodes and validates a proxy_req. The returned request id is set whenever
+// the payload carried a well-formed one, so that a 400 can be answered.
+func parseProxyReq(payload json.RawMessage) (*proxyReq, error) {
+	var pr proxyReq
+	if err := json.Unmarshal(payload, &pr); err != nil {
+		var id struct {
+			RequestID string `json:"request_id"`
+		}
+		_ = json.Unmarshal(payload, &id)
+		pr = proxyReq{RequestID: id.RequestID}
+		if !validRequestID(pr.RequestID) {
+			pr.RequestID = ""
+		}
+		return &pr, &badRequest{"payload fields have the wrong types"}
+	}
+	if !validRequestID(pr.RequestID) {
+		pr.RequestID = ""
+		return &pr, &badRequest{"request_id must be a UUID"}
+	}
+	return &pr, pr.validate()
+}
+
+func validRequestID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(id)
+	return err == nil
+}
+
+func (pr *proxyReq) validate() error {
+	pr.Method = strings.ToUpper(pr.Method)
+	if !knownMethods[pr.Method] {
+		return &badRequest{"unsupported method"}
+	}
+	if !strings.HasPrefix(pr.Path, "/") || strings.HasPrefix(pr.Path, "//") {
+		return &badRequest{"path must start with a single /"}
+	}
+	if strings.ContainsAny(pr.Path, "\r\n\x00") {
+		return &badRequest{"path contains control characters"}
+	}
+	if !validQuery(pr.QueryString) {
+		return &badRequest{"query_string contains characters not allowed in a URL"}
+	}
+	return pr.parseHeaders()
+}
+
+func validQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; c <= ' ' || c == 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+func (pr *proxyReq) parseHeaders() error {
+	var raw map[string]any
+	if len(pr.Headers) > 0 && string(pr.Headers) != "null" {
+		if err := json.Unmarshal(pr.Headers, &raw); err != nil {
+			return &badRequest{"headers must be an object"}
+		}
+	}
+	pr.header = make(http.Header, len(raw))
+	for name, v := range raw {
+		value, ok := v.(string)
+		if !ok {
+			return &badRequest{"header values must be strings"}
+		}
+		if !validHeaderName(name) {
+			return &badRequest{"invalid header name"}
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return &badRequest{"header value contains control characters"}
+		}
+		pr.header.Set(name, value)
+	}
+	pr.host = pr.header.Get("Host")
+	pr.header.Del("Host")
+	for _, h := range connectionTokens(pr.header) {
+		pr.header.Del(h)
+	}
+	for _, h := range hopHeaders {
+		pr.header.Del(h)
+	}
+	return nil
+}
+
+// connectionTokens lists the headers named in Connection, which are hop-by-hop too.
+func connectionTokens(h http.Header) []string {
+	var out []string
+	for _, v := range h.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// httpRequest builds the *http.Request the handler serves. The path is the one Plugboard sent,
+// taken as the decoded path (Plugboard's router decodes segments): it is never decoded again.
+func (pr *proxyReq) httpRequest(ctx context.Context, remote, proto string) *http.Request {
+	u := &url.URL{Path: pr.Path, RawQuery: pr.QueryString}
+	var body io.ReadCloser = http.NoBody
+	if pr.Body != "" {
+		body = io.NopCloser(strings.NewReader(pr.Body))
+	}
+	r := &http.Request{
+		Method: pr.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: pr.header, Body: body, ContentLength: int64(len(pr.Body)),
+		Host: pr.host, RemoteAddr: remoteAddr(pr.header, remote), RequestURI: u.RequestURI(),
+	}
+	if pr.Body != "" {
+		b := pr.Body
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(b)), nil }
+	}
+	if r.Header.Get("X-Forwarded-Proto") == "" {
+		r.Header.Set("X-Forwarded-Proto", proto)
+	}
+	return r.WithContext(ctx)
+}
+
+// remoteAddr is the end client's address when an upstream proxy told Plugboard, else Plugboard's.
+func remoteAddr(h http.Header, plugboard string) string {
+	ip := strings.TrimSpace(strings.Split(h.Get("X-Forwarded-For"), ",")[0])
+	if ip == "" {
+		ip = strings.TrimSpace(h.Get("X-Real-Ip"))
+	}
+	if net.ParseIP(ip) != nil {
+		return net.JoinHostPort(ip, "0")
+	}
+	return plugboard
+}
+
+// dispatch runs on the channel's delivery goroutine: it validates and admits the request,
+// answering rejections at once, and starts a worker for the rest.
+func (c *Client) dispatch(s *session, payload json.RawMessage) {
+	pr, err := parseProxyReq(payload)
+	if pr.RequestID == "" {
+		c.log.Warn("dropping proxy_req without a usable request_id", slog.Any("error", err))
+		return
+	}
+	log := c.log.With(slog.String("request_id", pr.RequestID))
+	var br *badRequest
+	if errors.As(err, &br) {
+		log.Warn("invalid proxy_req", slog.String("reason", br.Reason))
+		c.m.Rejected("invalid")
+		c.reply(s, pr.RequestID, errorResponse(http.StatusBadRequest, "Bad Request: "+br.Reason))
+		return
+	}
+	if !c.acquire() {
+		c.reply(s, pr.RequestID, errorResponse(http.StatusServiceUnavailable, "Service Unavailable: telephone is shutting down"))
+		return
+	}
+	ticket, rej := c.guard.admit(pr.RequestID, int64(len(pr.Body)))
+	if rej != nil {
+		c.release()
+		if rej.res != nil {
+			log.Warn("request rejected", slog.String("reason", rej.reason))
+			c.reply(s, pr.RequestID, rej.res)
+		}
+		return
+	}
+	s.workers.Go(func() {
+		defer c.release()
+		defer ticket.done()
+		c.serve(s, pr, ticket, log)
+	})
+}
+
+// serve forwards one admitted request and sends its proxy_res exactly once: the handler's
+// response, or a 504 at the deadline when the handler has not finished by then (its late
+// output is discarded).
+func (c *Client) serve(s *session, pr *proxyReq, t *ticket, log *slog.Logger) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(s.ctx, c.live.timeout())
+	defer cancel()
+	var once sync.Once
+	send := func(res *response) {
+		once.Do(func() {
+			c.m.Request(pr.Method, res.status, time.Since(start))
+			log.Debug("request served", slog.String("method", pr.Method), slog.String("path", pr.Path),
+				slog.Int("status", res.status), slog.Duration("elapsed", time.Since(start)))
+			c.reply(s, pr.RequestID, res)
+		})
+	}
+	if rej := t.wait(ctx); rej != nil {
+		log.Warn("request rejected", slog.String("reason", rej.reason))
+		send(rej.res)
+		return
+	}
+	w := newCollector(c.live.maxResponse.Load())
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			w.abandon()
+			send(errorResponse(http.StatusGatewayTimeout, "Gateway Timeout: the backend did not answer in time"))
+		}
+	})
+	defer stop()
+	send(c.forward(ctx, w, pr, log))
+}
+
+// reply encodes and sends a proxy_res; a failure means the socket is gone and Plugboard has
+// already answered the caller with 502.
+func (c *Client) reply(s *session, id string, res *response) {
+	payload, err := res.encode(id, c.o.chunkSize)
+	if err != nil {
+		c.log.Error("could not encode proxy_res", slog.String("request_id", id), slog.Any("error", err))
+		payload, _ = errorResponse(http.StatusBadGateway, "Bad Gateway: response could not be encoded").encode(id, c.o.chunkSize)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), c.o.connectTimeout)
+	defer cancel()
+	if err := s.ch.Send(ctx, "proxy_res", json.RawMessage(payload)); err != nil {
+		c.log.Warn("proxy_res not sent", slog.String("request_id", id), slog.Any("error", err))
+	}
+}
+
+// forward serves the request through the handler into w, with the request's deadline.
+func (c *Client) forward(ctx context.Context, w *collector, pr *proxyReq, log *slog.Logger) *response {
+	r := pr.httpRequest(ctx, c.plugboardHost(), c.forwardedProto())
+	c.runHandler(w, r, log)
+	if w.tooLarge() {
+		c.m.Rejected("size")
+	}
+	return w.result(c.o.utf8Policy, log, c.m)
+}
+
+// runHandler calls the handler, turning a panic into a 502 (http.ErrAbortHandler is how
+// httputil.ReverseProxy reports a body copy failure).
+func (c *Client) runHandler(w *collector, r *http.Request, log *slog.Logger) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				log.Error("handler panicked", slog.Any("panic", p))
+			}
+			w.fail(http.StatusBadGateway, "Bad Gateway: the backend response was cut short")
+		}
+	}()
+	c.handler.ServeHTTP(w, r)
+}
+
+func (c *Client) plugboardHost() string {
+	u, err := url.Parse(c.url)
+	if err != nil {
+		return ""
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), map[string]string{"ws": "80", "wss": "443"}[u.Scheme])
+	}
+	return u.Host
+}
+
+func (c *Client) forwardedProto() string {
+	if strings.HasPrefix(c.url, "wss:") {
+		return "https"
+	}
+	return "http"
+}
+
+func errorResponse(status int, reason string) *response {
+	return &response{
+		status: status,
+		header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		body:   []byte(reason),
+	}
+}

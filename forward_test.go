@@ -1,0 +1,222 @@
+package telephone
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+const testID = "d1d52dd1-649b-4664-be07-9ee9abbef75a"
+
+func TestParseProxyReq(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		payload string
+		wantID  string
+		reason  string // "" means valid
+	}{
+		{"recorded frame", `{"body":"{\"hello\":\"world\"}","headers":{"connection":"keep-alive","content-type":"application/json","host":"127.0.0.1:4000","transfer-encoding":"chunked","x-custom":"abc"},"method":"POST","path":"/api/echo","query_string":"x=1","request_id":"` + testID + `"}`, testID, ""},
+		{"lower-case method", `{"request_id":"` + testID + `","method":"get","path":"/"}`, testID, ""},
+		{"not json", `[1,2]`, "", "payload fields have the wrong types"},
+		{"id wrong type", `{"request_id":5,"method":"GET","path":"/"}`, "", "payload fields have the wrong types"},
+		{"missing id", `{"method":"GET","path":"/"}`, "", "request_id must be a UUID"},
+		{"short id", `{"request_id":"abc","method":"GET","path":"/"}`, "", "request_id must be a UUID"},
+		{"bad method", `{"request_id":"` + testID + `","method":"TRACE","path":"/"}`, testID, "unsupported method"},
+		{"relative path", `{"request_id":"` + testID + `","method":"GET","path":"api"}`, testID, "path must start with a single /"},
+		{"scheme-relative path", `{"request_id":"` + testID + `","method":"GET","path":"//evil.example/x"}`, testID, "path must start with a single /"},
+		{"CRLF in path", `{"request_id":"` + testID + `","method":"GET","path":"/a\r\nb"}`, testID, "path contains control characters"},
+		{"space in query", `{"request_id":"` + testID + `","method":"GET","path":"/","query_string":"a=b c"}`, testID, "query_string contains characters not allowed in a URL"},
+		{"headers not object", `{"request_id":"` + testID + `","method":"GET","path":"/","headers":["a"]}`, testID, "headers must be an object"},
+		{"header number", `{"request_id":"` + testID + `","method":"GET","path":"/","headers":{"a":1}}`, testID, "header values must be strings"},
+		{"header name space", `{"request_id":"` + testID + `","method":"GET","path":"/","headers":{"a b":"1"}}`, testID, "invalid header name"},
+		{"header CRLF", `{"request_id":"` + testID + `","method":"GET","path":"/","headers":{"x":"1\r\nEvil: 2"}}`, testID, "header value contains control characters"},
+		{"body wrong type", `{"request_id":"` + testID + `","method":"GET","path":"/","body":{}}`, testID, "payload fields have the wrong types"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pr, err := parseProxyReq(json.RawMessage(tt.payload))
+			if pr.RequestID != tt.wantID {
+				t.Errorf("request id = %q, want %q", pr.RequestID, tt.wantID)
+			}
+			var br *badRequest
+			switch {
+			case tt.reason == "" && err != nil:
+				t.Fatalf("unexpected error %v", err)
+			case tt.reason != "" && (!errors.As(err, &br) || br.Reason != tt.reason):
+				t.Fatalf("error = %v, want reason %q", err, tt.reason)
+			}
+		})
+	}
+}
+
+func TestProxyReqHeadersAndRequest(t *testing.T) {
+	t.Parallel()
+	pr, err := parseProxyReq(json.RawMessage(`{"request_id":"` + testID + `","method":"POST","path":"/files/my doc%2F.txt/","query_string":"q=a%20b&x=1",
+		"headers":{"host":"pb.example","connection":"keep-alive, x-hop","x-hop":"1","content-length":"99","x-forwarded-for":"203.0.113.9","cookie":"a=b"},"body":"hello"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := pr.httpRequest(t.Context(), "pb.example:443", "https")
+	if r.Host != "pb.example" || r.Header.Get("Host") != "" {
+		t.Errorf("host = %q / header %q", r.Host, r.Header.Get("Host"))
+	}
+	for _, h := range []string{"Connection", "X-Hop", "Content-Length"} {
+		if r.Header.Get(h) != "" {
+			t.Errorf("hop-by-hop header %s forwarded", h)
+		}
+	}
+	if r.Header.Get("Cookie") != "a=b" || r.Header.Get("X-Forwarded-Proto") != "https" {
+		t.Errorf("headers = %v", r.Header)
+	}
+	if r.URL.Path != "/files/my doc%2F.txt/" || r.URL.EscapedPath() != "/files/my%20doc%252F.txt/" {
+		t.Errorf("path %q escaped %q: the received path must be used once, not decoded again", r.URL.Path, r.URL.EscapedPath())
+	}
+	if r.URL.RawQuery != "q=a%20b&x=1" || r.ContentLength != 5 || r.RemoteAddr != "203.0.113.9:0" {
+		t.Errorf("query %q length %d remote %q", r.URL.RawQuery, r.ContentLength, r.RemoteAddr)
+	}
+	body, _ := r.GetBody()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(body)
+	if b.String() != "hello" {
+		t.Errorf("GetBody = %q", b.String())
+	}
+}
+
+func TestRemoteAddrFallsBackToPlugboard(t *testing.T) {
+	t.Parallel()
+	if got := remoteAddr(http.Header{"X-Forwarded-For": {"not-an-ip"}}, "pb:443"); got != "pb:443" {
+		t.Errorf("remoteAddr = %q", got)
+	}
+	if got := remoteAddr(http.Header{"X-Real-Ip": {"2001:db8::1"}}, "pb:443"); got != "[2001:db8::1]:0" {
+		t.Errorf("remoteAddr = %q", got)
+	}
+}
+
+func TestSplitUTF8(t *testing.T) {
+	t.Parallel()
+	inputs := []string{"", "abc", strings.Repeat("é", 10), strings.Repeat("日本語", 7), strings.Repeat("a😀", 9), "😀😀😀"}
+	for _, in := range inputs {
+		for size := 4; size <= 9; size++ {
+			chunks := splitUTF8([]byte(in), size)
+			if strings.Join(chunks, "") != in {
+				t.Fatalf("size %d: chunks do not reassemble %q", size, in)
+			}
+			for _, c := range chunks {
+				if len(c) > size || len(c) == 0 || !utf8.ValidString(c) {
+					t.Fatalf("size %d: bad chunk %q of %q", size, c, in)
+				}
+			}
+		}
+	}
+}
+
+func TestCollectorLimitAndResult(t *testing.T) {
+	t.Parallel()
+	w := newCollector(10)
+	if n, err := w.Write([]byte("0123456789")); n != 10 || err != nil {
+		t.Fatalf("write at limit = %d, %v", n, err)
+	}
+	if _, err := w.Write([]byte("x")); !errors.Is(err, errResponseTooLarge) {
+		t.Fatalf("write over limit = %v", err)
+	}
+	res := w.result(UTF8Reject, nil, nil)
+	if res.status != http.StatusBadGateway || !strings.Contains(string(res.body), "larger than") {
+		t.Errorf("oversize result = %d %q", res.status, res.body)
+	}
+	if w.body.Len() != 10 {
+		t.Errorf("collector holds %d bytes, want at most the limit", w.body.Len())
+	}
+}
+
+func TestCollectorStatusRules(t *testing.T) {
+	t.Parallel()
+	w := newCollector(100)
+	w.WriteHeader(http.StatusContinue) // informational: ignored
+	w.WriteHeader(http.StatusCreated)
+	w.WriteHeader(http.StatusTeapot) // second call: ignored
+	if res := w.result(UTF8Reject, nil, nil); res.status != http.StatusCreated {
+		t.Errorf("status = %d", res.status)
+	}
+	w2 := newCollector(100)
+	w2.abandon()
+	if _, err := w2.Write([]byte("late")); !errors.Is(err, errAbandoned) {
+		t.Errorf("write after abandon = %v", err)
+	}
+}
+
+func TestCollectorUTF8Policy(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		policy UTF8Policy
+		status int
+		body   string
+	}{
+		{UTF8Reject, http.StatusBadGateway, "Bad Gateway: the backend response body is not valid UTF-8 text, which Plugboard cannot carry"},
+		{UTF8Replace, http.StatusOK, "ok\uFFFDend"},
+	} {
+		w := newCollector(100)
+		_, _ = w.Write([]byte("ok\xff\xfeend"))
+		res := w.result(tt.policy, discardLogger(), nil)
+		if res.status != tt.status || string(res.body) != tt.body {
+			t.Errorf("policy %d: %d %q", tt.policy, res.status, res.body)
+		}
+	}
+}
+
+func TestResponseEncode(t *testing.T) {
+	t.Parallel()
+	res := &response{status: 201, header: http.Header{
+		"Content-Type":   {"application/json"},
+		"Content-Length": {"11"},
+		"Vary":           {"Accept", "Origin"},
+		"Set-Cookie":     {"a=1", "b=2"},
+	}, body: []byte(`{"ok":true}`)}
+	raw, err := res.encode(testID, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"request_id":"` + testID + `","status":201,"headers":{"content-type":"application/json","set-cookie":"a=1","vary":"Accept, Origin"},"body":"{\"ok\":true}"}`
+	if string(raw) != want {
+		t.Errorf("encode =\n%s\nwant\n%s", raw, want)
+	}
+	big := &response{status: 200, header: http.Header{}, body: []byte(strings.Repeat("ü<&>", 5))}
+	raw, err = big.encode(testID, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p proxyRes
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Chunked || p.Body != "" || strings.Join(p.Chunks, "") != strings.Repeat("ü<&>", 5) || !bytes.Contains(raw, []byte("<&>")) {
+		t.Errorf("chunked encode = %s", raw)
+	}
+}
+
+func FuzzParseProxyReq(f *testing.F) {
+	f.Add([]byte(`{"body":"x","headers":{"a":"b"},"method":"POST","path":"/api","query_string":"x=1","request_id":"` + testID + `"}`))
+	f.Add([]byte(`{"request_id":"` + testID + `","method":"GET","path":"//x"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pr, err := parseProxyReq(json.RawMessage(data))
+		if pr == nil {
+			t.Fatal("nil request")
+		}
+		if err != nil {
+			return
+		}
+		if !validRequestID(pr.RequestID) || !knownMethods[pr.Method] || !strings.HasPrefix(pr.Path, "/") {
+			t.Fatalf("accepted invalid request %+v", pr)
+		}
+		r := pr.httpRequest(t.Context(), "pb:443", "https")
+		if strings.ContainsAny(r.URL.RequestURI(), "\r\n ") {
+			t.Fatalf("request URI %q is not safe on the wire", r.URL.RequestURI())
+		}
+	})
+}

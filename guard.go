@@ -1,0 +1,254 @@
+package telephone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/verastack/telephone/internal/metrics"
+)
+
+// errBreakerOpen is returned through the backend transport while the circuit is open.
+var errBreakerOpen = errors.New("telephone: backend circuit open")
+
+// guard is the protection layer: request-body size, duplicate request ids, the rate limit,
+// the concurrency limit with a bounded queue, and the backend circuit breaker. Every map it
+// keeps is bounded and swept by TTL.
+type guard struct {
+	o       *options
+	live    *live
+	log     *slog.Logger
+	m       *metrics.Metrics
+	limiter *rate.Limiter
+	sem     chan struct{}
+	breaker *gobreaker.CircuitBreaker[*http.Response]
+	ttl     time.Duration // how long a request id is remembered at most
+	maxIDs  int
+
+	mu        sync.Mutex           // guards ids, queued, lastSweep
+	ids       map[string]time.Time // request ids in progress → when they are forgotten anyway
+	queued    int
+	lastSweep time.Time
+
+	rejectedRate, rejectedBusy, rejectedSize, rejectedBreaker, duplicates, retries atomic.Uint64
+}
+
+// rejection is an admission refusal; res is nil when nothing must be answered (a duplicate).
+type rejection struct {
+	reason string
+	res    *response
+}
+
+func newGuard(o *options, l *live, log *slog.Logger, m *metrics.Metrics) *guard {
+	g := &guard{
+		o: o, live: l, log: log, m: m,
+		limiter: rate.NewLimiter(rate.Limit(o.rateLimit), o.rateBurst),
+		sem:     make(chan struct{}, o.maxConcurrent),
+		ttl:     o.requestTimeout + o.queueWait + time.Minute,
+		maxIDs:  2 * o.maxConcurrent,
+		ids:     make(map[string]time.Time),
+	}
+	if math.IsInf(o.rateLimit, 1) {
+		g.limiter = rate.NewLimiter(rate.Inf, 0)
+	}
+	if o.breakerFailures > 0 {
+		g.breaker = gobreaker.NewCircuitBreaker[*http.Response](gobreaker.Settings{
+			Name:        "backend",
+			MaxRequests: 1,
+			Timeout:     o.breakerOpenFor,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= o.breakerFailures },
+			IsSuccessful: func(err error) bool {
+				return err == nil || errors.Is(err, context.Canceled)
+			},
+			OnStateChange: func(_ string, from, to gobreaker.State) {
+				log.Warn("backend circuit breaker changed state", slog.String("from", from.String()), slog.String("to", to.String()))
+				m.BreakerState(int(to))
+			},
+		})
+	}
+	return g
+}
+
+func reject(counter *atomic.Uint64, m *metrics.Metrics, kind string, status int, reason string) *rejection {
+	counter.Add(1)
+	m.Rejected(kind)
+	return &rejection{reason: kind, res: errorResponse(status, reason)}
+}
+
+// admit decides at once whether a request may proceed; it runs on the channel's delivery
+// goroutine and never blocks. A ticket must be finished with done.
+func (g *guard) admit(id string, bodyLen int64) (*ticket, *rejection) {
+	if limit := g.live.maxRequestBody.Load(); bodyLen > limit {
+		return nil, reject(&g.rejectedSize, g.m, "size", http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("Payload Too Large: request body exceeds %d bytes", limit))
+	}
+	if !g.breakerAllows() {
+		return nil, reject(&g.rejectedBreaker, g.m, "breaker", http.StatusServiceUnavailable,
+			"Service Unavailable: the backend is failing; circuit open")
+	}
+	if !g.limiter.Allow() {
+		rej := reject(&g.rejectedRate, g.m, "rate", http.StatusTooManyRequests, "Too Many Requests: rate limit reached")
+		rej.res.header.Set("Retry-After", strconv.Itoa(g.retryAfter()))
+		return nil, rej
+	}
+	return g.track(id)
+}
+
+func (g *guard) retryAfter() int {
+	r := float64(g.limiter.Limit())
+	if r <= 0 || math.IsInf(r, 1) {
+		return 1
+	}
+	return max(1, int(math.Ceil(1/r)))
+}
+
+// track remembers the id and takes a concurrency slot, or a queue place when none is free.
+func (g *guard) track(id string) (*ticket, *rejection) {
+	now := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, dup := g.ids[id]; dup {
+		g.duplicates.Add(1)
+		return nil, &rejection{reason: "duplicate request_id"}
+	}
+	if len(g.ids) >= g.maxIDs || now.Sub(g.lastSweep) > g.ttl/2 {
+		g.sweep(now)
+	}
+	t := &ticket{g: g, id: id}
+	select {
+	case g.sem <- struct{}{}:
+		t.slot = true
+	default:
+		if g.queued >= g.o.maxConcurrent || len(g.ids) >= g.maxIDs {
+			return nil, reject(&g.rejectedBusy, g.m, "concurrency", http.StatusServiceUnavailable,
+				"Service Unavailable: too many requests in progress")
+		}
+		g.queued++
+		t.queued = true
+	}
+	g.ids[id] = now.Add(g.ttl)
+	return t, nil
+}
+
+// sweep forgets ids whose TTL passed (their worker is stuck in a handler that ignores its
+// context; the caller was answered with 504 long ago). Callers hold g.mu.
+func (g *guard) sweep(now time.Time) {
+	g.lastSweep = now
+	for id, until := range g.ids {
+		if now.After(until) {
+			delete(g.ids, id)
+		}
+	}
+}
+
+// ticket is one admitted request.
+type ticket struct {
+	g      *guard
+	id     string
+	slot   bool // holds a concurrency slot
+	queued bool // counted in g.queued
+}
+
+// wait takes a concurrency slot, waiting at most the configured queue wait.
+func (t *ticket) wait(ctx context.Context) *rejection {
+	if t.slot {
+		return nil
+	}
+	g := t.g
+	start := time.Now()
+	timer := time.NewTimer(g.o.queueWait)
+	defer timer.Stop()
+	defer t.unqueue()
+	select {
+	case g.sem <- struct{}{}:
+		t.slot = true
+		g.m.QueueWait(time.Since(start))
+		return nil
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	g.m.QueueWait(time.Since(start))
+	return reject(&g.rejectedBusy, g.m, "concurrency", http.StatusServiceUnavailable,
+		"Service Unavailable: too many requests in progress")
+}
+
+func (t *ticket) unqueue() {
+	t.g.mu.Lock()
+	if t.queued {
+		t.g.queued--
+		t.queued = false
+	}
+	t.g.mu.Unlock()
+}
+
+// done releases the slot and forgets the request id.
+func (t *ticket) done() {
+	t.unqueue()
+	if t.slot {
+		<-t.g.sem
+		t.slot = false
+	}
+	t.g.mu.Lock()
+	delete(t.g.ids, t.id)
+	t.g.mu.Unlock()
+}
+
+func (g *guard) breakerAllows() bool {
+	return g.breaker == nil || g.breaker.State() != gobreaker.StateOpen
+}
+
+func (g *guard) throughBreaker(fn func() (*http.Response, error)) (*http.Response, error) {
+	if g.breaker == nil {
+		return fn()
+	}
+	res, err := g.breaker.Execute(fn)
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		g.rejectedBreaker.Add(1)
+		g.m.Rejected("breaker")
+		return nil, fmt.Errorf("%w: %w", errBreakerOpen, err)
+	}
+	return res, err
+}
+
+func (g *guard) retried() {
+	g.retries.Add(1)
+	g.m.Retry()
+}
+
+func (g *guard) breakerState() string {
+	if g.breaker == nil {
+		return "disabled"
+	}
+	return g.breaker.State().String()
+}
+
+func (g *guard) status() LimitStatus {
+	g.mu.Lock()
+	queued, tracked := g.queued, len(g.ids)
+	g.mu.Unlock()
+	return LimitStatus{
+		MaxConcurrent: g.o.maxConcurrent, RateLimit: float64(g.limiter.Limit()), RateBurst: g.limiter.Burst(),
+		Queued: queued, Tracked: tracked,
+		RejectedRate: g.rejectedRate.Load(), RejectedBusy: g.rejectedBusy.Load(),
+		RejectedSize: g.rejectedSize.Load(), RejectedBreaker: g.rejectedBreaker.Load(),
+		Duplicates: g.duplicates.Load(), Retries: g.retries.Load(), Breaker: g.breakerState(),
+	}
+}
+
+func randDuration(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d + 1)
+}

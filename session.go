@@ -1,0 +1,216 @@
+package telephone
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/verastack/telephone/phoenix"
+)
+
+// session is one WebSocket connection to Plugboard and its telephone channel. It is owned by
+// runSession; its goroutines (heartbeat, refresh) are joined before runSession returns.
+type session struct {
+	c       *Client
+	sock    *phoenix.Socket
+	ch      *phoenix.Channel
+	ctx     context.Context // the Client's work context: cancelled only by a hard stop
+	workers *sync.WaitGroup
+
+	rejoin     chan struct{} // phx_error / phx_close seen for our join_ref
+	dead       chan struct{} // heartbeat acks stopped
+	refreshAck chan string   // refresh_token_ack pushes (older Plugboard versions)
+	sentBeats  atomic.Int64  // heartbeats sent
+	ackedBeats atomic.Int64  // value of sentBeats when the last heartbeat_ack arrived
+}
+
+// joinReply is the telephone channel's join response (PROTOCOL.md §3.1).
+type joinReply struct {
+	Status    string `json:"status"`
+	Path      string `json:"path"`
+	ExpiresIn int64  `json:"expires_in"`
+}
+
+// runSession connects, joins and serves until the socket dies, Shutdown has drained, or ctx
+// ends. up is how long the channel was joined.
+func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up time.Duration, err error) {
+	if c.stopping(ctx) {
+		return 0, nil
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	sock := phoenix.NewSocket(conn, phoenix.SocketOptions{
+		HeartbeatInterval: c.o.phoenixHeartbeat,
+		PushTimeout:       c.o.connectTimeout,
+		Logger:            c.log,
+	})
+	c.m.SocketUp(true)
+	defer c.m.SocketUp(false)
+	defer sock.Close(1000, "")
+	c.setState(func(s *Status) { s.Connected = true })
+	defer c.setState(func(s *Status) { s.Connected, s.Joined = false, false })
+	s := &session{
+		c: c, sock: sock, ctx: ctx, workers: workers,
+		rejoin:     make(chan struct{}, 1),
+		dead:       make(chan struct{}),
+		refreshAck: make(chan string, 1),
+	}
+	s.ch = sock.Channel("telephone:"+c.tokens.current().claims.PathID, s.handle)
+	defer c.ws.closeAll(websocketGoingAway)
+	if err := s.join(ctx); err != nil {
+		return 0, err
+	}
+	joinedAt := time.Now()
+	err = s.serve(ctx)
+	return time.Since(joinedAt), err
+}
+
+func (s *session) join(ctx context.Context) error {
+	jctx, cancel := context.WithTimeout(ctx, s.c.o.connectTimeout)
+	defer cancel()
+	raw, err := s.ch.Join(jctx, nil)
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	var jr joinReply
+	if err := json.Unmarshal(raw, &jr); err != nil {
+		s.c.log.Warn("unexpected join reply", slog.String("reply", string(raw)))
+	}
+	s.ackedBeats.Store(s.sentBeats.Load())
+	now := time.Now()
+	s.c.setState(func(st *Status) {
+		st.Joined, st.Path, st.ConnectedAt, st.LastAck = true, jr.Path, now, now
+	})
+	s.c.log.Info("joined Plugboard", slog.String("path", jr.Path), slog.String("topic", "telephone:"+s.c.tokens.current().claims.PathID))
+	return nil
+}
+
+// serve waits for the session to end, re-joining the channel when Plugboard closes it.
+func (s *session) serve(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	bg.Go(func() { s.heartbeatLoop(sctx) })
+	bg.Go(func() { s.c.tokens.refreshLoop(sctx, s) })
+	defer bg.Wait()
+	defer cancel()
+	for {
+		select {
+		case <-s.sock.Done():
+			return fmt.Errorf("socket: %w", s.sock.Err())
+		case <-ctx.Done():
+			s.sock.Close(1001, "telephone stopping")
+			return nil
+		case <-s.c.drainedCh:
+			s.leave()
+			return nil
+		case <-s.dead:
+			s.c.m.HeartbeatMissed()
+			s.sock.Close(1000, "heartbeat timeout")
+			return ErrHeartbeatTimeout
+		case <-s.rejoin:
+			if err := s.rejoinLoop(sctx); err != nil && !s.c.stopping(ctx) {
+				return err
+			}
+		}
+	}
+}
+
+// rejoinLoop re-joins after phx_error/phx_close with the jittered backoff, while the socket lives.
+func (s *session) rejoinLoop(ctx context.Context) error {
+	s.c.setState(func(st *Status) { st.Joined = false })
+	s.c.ws.closeAll(websocketGoingAway)
+	bo := &phoenix.Backoff{Initial: s.c.o.backoffInitial, Max: s.c.o.backoffMax}
+	wctx, stop := s.c.untilShutdown(ctx)
+	defer stop()
+	for {
+		if err := bo.Wait(wctx); err != nil {
+			return err
+		}
+		err := s.join(wctx)
+		if err == nil {
+			return nil
+		}
+		s.c.setError(err)
+		s.c.log.Warn("re-join failed", slog.Any("error", err))
+		if errors.Is(err, phoenix.ErrClosed) {
+			return err
+		}
+	}
+}
+
+// leave ends the session politely after a drain: phx_leave, then close code 1000.
+func (s *session) leave() {
+	ctx, cancel := context.WithTimeout(s.ctx, s.c.o.connectTimeout)
+	defer cancel()
+	if s.ch.Joined() {
+		if err := s.ch.Leave(ctx); err != nil {
+			s.c.log.Warn("phx_leave failed", slog.Any("error", err))
+		}
+	}
+	s.sock.Close(1000, "telephone shutting down")
+}
+
+// handle runs on the channel's delivery goroutine, in order; it must not block for long.
+func (s *session) handle(m phoenix.Message) {
+	switch m.Event {
+	case "proxy_req":
+		s.c.dispatch(s, m.Payload)
+	case "heartbeat_ack":
+		s.ackedBeats.Store(s.sentBeats.Load())
+		now := time.Now()
+		s.c.setState(func(st *Status) { st.LastAck = now })
+	case "refresh_token_ack":
+		var p struct {
+			Token string `json:"token"`
+		}
+		if json.Unmarshal(m.Payload, &p) == nil && p.Token != "" {
+			select {
+			case s.refreshAck <- p.Token:
+			default:
+			}
+		}
+	case phoenix.EventError, phoenix.EventClose:
+		s.c.log.Warn("Plugboard ended the channel; re-joining", slog.String("event", m.Event))
+		select {
+		case s.rejoin <- struct{}{}:
+		default:
+		}
+	case "ws_connect", "ws_frame", "ws_close", "ws_check":
+		s.c.ws.handle(s, m)
+	default:
+		s.c.log.Debug("ignoring unknown event", slog.String("event", m.Event))
+	}
+}
+
+// heartbeatLoop sends the app-level heartbeat and declares the session dead when
+// heartbeatMisses consecutive beats went unacknowledged.
+func (s *session) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(s.c.o.heartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.ch.Joined() {
+			continue
+		}
+		if s.sentBeats.Load()-s.ackedBeats.Load() >= int64(s.c.o.heartbeatMisses) {
+			close(s.dead)
+			return
+		}
+		s.sentBeats.Add(1)
+		err := s.ch.Send(ctx, "heartbeat", map[string]int64{"ts": time.Now().Unix()})
+		if err != nil && ctx.Err() == nil {
+			s.c.log.Debug("heartbeat not sent", slog.Any("error", err))
+		}
+	}
+}

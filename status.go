@@ -1,0 +1,65 @@
+package telephone
+
+import "time"
+
+// Status is a snapshot of a Client's state, for health checks, metrics and logs.
+type Status struct {
+	Connected bool   // the WebSocket to Plugboard is up
+	Joined    bool   // the telephone channel is joined: requests can arrive
+	Draining  bool   // Shutdown has begun: new requests get 503
+	PathID    string // the path id from the token
+	Path      string // the mount path from the join reply, e.g. "/api"
+
+	TokenID         string    // jti of the token in use
+	TokenExpiry     time.Time // exp of the token in use
+	TokenRevoked    bool      // Plugboard answered a refresh with :token_revoked; refreshing stopped
+	LastRefresh     time.Time // last successful token refresh
+	RefreshFailures int       // consecutive failed refresh attempts
+
+	InFlight    int       // requests being forwarded now
+	LastAck     time.Time // last heartbeat_ack from Plugboard
+	Reconnects  int       // reconnect attempts since Run started
+	ConnectedAt time.Time // when the current session joined
+	LastError   string    // the last error that ended a session or a request path
+	LastErrorAt time.Time
+
+	Limits    LimitStatus // the protection layer's counters
+	WebSocket WSStatus    // proxied WebSocket connections
+}
+
+// LimitStatus reports the protection layer: configured limits and rejection counters.
+type LimitStatus struct {
+	MaxConcurrent   int     // concurrent forwarded requests allowed
+	RateLimit       float64 // requests per second (+Inf when off)
+	RateBurst       int
+	Queued          int    // requests waiting for a concurrency slot now
+	Tracked         int    // request ids remembered (bounded; swept by TTL)
+	RejectedRate    uint64 // 429s sent
+	RejectedBusy    uint64 // 503s sent because the concurrency limit was reached
+	RejectedSize    uint64 // 413s and oversize 502s sent
+	RejectedBreaker uint64 // 503s sent because the circuit was open
+	Duplicates      uint64 // proxy_req ignored because its request_id was already in progress
+	Retries         uint64 // backend attempts repeated after a connection error
+	Breaker         string // "closed", "open", "half-open" or "disabled"
+}
+
+// WSStatus reports proxied WebSocket connections.
+type WSStatus struct {
+	Open     int    // backend WebSockets open now
+	Max      int    // configured limit
+	Opened   uint64 // total opened
+	Rejected uint64 // ws_connect refused (limit reached or backend failure)
+	Overflow uint64 // connections closed because a send queue overflowed
+}
+
+// Status returns a snapshot of the Client's state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	st := c.st
+	c.mu.Unlock()
+	st.Draining = c.draining()
+	st.Limits = c.guard.status()
+	st.WebSocket = c.ws.status()
+	c.tokens.fill(&st)
+	return st
+}

@@ -1,0 +1,341 @@
+package telephone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/verastack/telephone/internal/metrics"
+	"github.com/verastack/telephone/phoenix"
+	"github.com/verastack/telephone/transport"
+)
+
+// Client keeps one session with Plugboard and serves the requests Plugboard pushes to it. Create
+// it with New, start it with Run and stop it with Shutdown. All methods are safe for concurrent
+// use.
+type Client struct {
+	url     string
+	o       options
+	log     *slog.Logger
+	handler http.Handler
+	tokens  *tokenManager
+	m       *metrics.Metrics
+	guard   *guard
+	ws      *wsManager
+	dialFn  func(ctx context.Context, token string) (phoenix.Conn, error) // transport.Dial; replaced in tests
+	live    live // settings Reload changes while running
+
+	reloadMu sync.Mutex // serialises Reload; guards cur
+	cur      options    // the configuration as Reload last applied it
+
+	shutdownCtx context.Context    // cancelled when Shutdown begins: stop accepting, stop reconnecting
+	beginShut   context.CancelFunc // cancels shutdownCtx
+	shutdownCh  <-chan struct{}    // shutdownCtx.Done()
+	drainedCh   chan struct{}      // closed when in-flight requests drained (or the drain gave up)
+	drainOnce   sync.Once
+	hardCancel  context.CancelFunc // cancels in-flight work; set while Run runs
+	done        chan struct{}      // closed when Run returns
+
+	mu       sync.Mutex // guards everything below
+	running  bool
+	started  bool
+	st       Status
+	inflight int
+	idle     chan struct{} // closed when inflight reaches 0 during a drain
+}
+
+// New validates the options and returns a Client for the Plugboard socket URL, for example
+// "wss://plugboard.example.com/telephone/websocket". It does not connect; Run does.
+func New(plugboardURL string, opts ...Option) (*Client, error) {
+	if err := checkSocketURL(plugboardURL); err != nil {
+		return nil, err
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c := &Client{
+		url:       plugboardURL,
+		o:         o,
+		log:       o.logger,
+		drainedCh: make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	c.shutdownCtx, c.beginShut = context.WithCancel(context.Background())
+	c.shutdownCh = c.shutdownCtx.Done()
+	m, err := metrics.New(o.metrics)
+	if err != nil {
+		return nil, optErr("WithMetrics", "%v", err)
+	}
+	c.m = m
+	c.cur = o
+	c.live.init(&o)
+	c.dialFn = c.dialTransport
+	c.tokens = newTokenManager(&c.o, c.log, c.m)
+	c.guard = newGuard(&c.o, &c.live, c.log, c.m)
+	c.handler = c.buildHandler()
+	c.ws = newWSManager(c)
+	return c, nil
+}
+
+func checkSocketURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return optErr("plugboardURL", "%v", err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return optErr("plugboardURL", "scheme must be ws or wss, got %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return optErr("plugboardURL", "URL has no host")
+	}
+	return nil
+}
+
+// Run connects to Plugboard, joins the path named by the token and serves requests until
+// Shutdown completes or ctx is cancelled; it reconnects after every failure, the first connect
+// included. It returns nil after Shutdown or cancellation, and an error only for what retrying
+// cannot fix: every token refused (ErrTokenRefused) or no usable token (ErrNoToken).
+// Cancelling ctx stops at once and cancels in-flight requests; Shutdown drains them first.
+func (c *Client) Run(ctx context.Context) error {
+	workCtx, cancel := context.WithCancel(ctx)
+	if err := c.begin(cancel); err != nil {
+		cancel()
+		return err
+	}
+	defer close(c.done)
+	defer cancel()
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	defer c.ws.closeAll(websocketGoingAway)
+	if err := c.tokens.init(workCtx); err != nil {
+		c.setError(err)
+		return err
+	}
+	err := c.loop(workCtx, &workers)
+	c.setState(func(s *Status) { s.Connected, s.Joined = false, false })
+	if err != nil {
+		c.setError(err)
+		c.log.Error("telephone stopped", slog.Any("error", err))
+	}
+	return err
+}
+
+func (c *Client) begin(cancel context.CancelFunc) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.shutdownCh:
+		return ErrClientClosed
+	default:
+	}
+	if c.started {
+		return ErrAlreadyRunning
+	}
+	c.started, c.running, c.hardCancel = true, true, cancel
+	return nil
+}
+
+// loop runs sessions until shutdown, cancellation or a permanent error.
+func (c *Client) loop(ctx context.Context, workers *sync.WaitGroup) error {
+	bo := &phoenix.Backoff{Initial: c.o.backoffInitial, Max: c.o.backoffMax, StableAfter: c.o.stableAfter}
+	for {
+		up, err := c.runSession(ctx, workers)
+		if c.stopping(ctx) {
+			c.waitDrained(ctx)
+			return nil
+		}
+		if errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrNoToken) {
+			return err
+		}
+		c.setError(err)
+		c.log.Warn("session ended; reconnecting", slog.Any("error", err), slog.Duration("up", up))
+		bo.ConnectionLost(up)
+		waitCtx, stop := c.untilShutdown(ctx)
+		werr := bo.Wait(waitCtx)
+		stop()
+		if werr != nil {
+			continue // shutdown or cancellation; checked at the top of the next round
+		}
+		c.setState(func(s *Status) { s.Reconnects++ })
+		c.m.Reconnect()
+	}
+}
+
+func (c *Client) stopping(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	select {
+	case <-c.shutdownCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// untilShutdown returns a context cancelled when ctx is, or when Shutdown begins.
+func (c *Client) untilShutdown(ctx context.Context) (context.Context, context.CancelFunc) {
+	wctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.shutdownCtx, cancel)
+	return wctx, func() { stop(); cancel() }
+}
+
+func (c *Client) waitDrained(ctx context.Context) {
+	select {
+	case <-c.drainedCh:
+	case <-ctx.Done():
+	case <-c.shutdownCh:
+		select {
+		case <-c.drainedCh:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// Shutdown stops the Client gracefully: new requests get 503, in-flight requests finish (they
+// are not cancelled) until ctx's deadline, then the channel is left and the socket closed with
+// code 1000. If ctx ends first, in-flight requests are cancelled and ctx's error is returned.
+// Shutdown returns once Run has returned; calling it before or without Run is allowed.
+func (c *Client) Shutdown(ctx context.Context) error {
+	c.beginShut()
+	c.mu.Lock()
+	running := c.running
+	var idle chan struct{}
+	if c.inflight > 0 {
+		if c.idle == nil {
+			c.idle = make(chan struct{})
+		}
+		idle = c.idle
+	}
+	c.mu.Unlock()
+	var err error
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	c.drainOnce.Do(func() { close(c.drainedCh) })
+	if !running {
+		return err
+	}
+	if err != nil {
+		c.cancelWork()
+	}
+	select {
+	case <-c.done:
+		return err
+	case <-ctx.Done():
+		c.cancelWork() // Run returns once every handler has returned
+		return ctx.Err()
+	}
+}
+
+func (c *Client) cancelWork() {
+	c.mu.Lock()
+	cancel := c.hardCancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// acquire registers an in-flight request; false once Shutdown has begun.
+func (c *Client) acquire() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.shutdownCh:
+		return false
+	default:
+	}
+	c.inflight++
+	c.st.InFlight = c.inflight
+	c.m.InFlight(1)
+	return true
+}
+
+func (c *Client) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inflight--
+	c.st.InFlight = c.inflight
+	c.m.InFlight(-1)
+	if c.inflight == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+}
+
+func (c *Client) draining() bool {
+	select {
+	case <-c.shutdownCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *Client) setState(f func(*Status)) {
+	c.mu.Lock()
+	f(&c.st)
+	c.mu.Unlock()
+}
+
+func (c *Client) setError(err error) {
+	if err == nil {
+		return
+	}
+	c.setState(func(s *Status) { s.LastError = err.Error(); s.LastErrorAt = time.Now() })
+}
+
+// dial opens the WebSocket with the current token. A refused token is reported to the token
+// manager, which offers the other token source once; ErrTokenRefused when none is left.
+func (c *Client) dial(ctx context.Context) (phoenix.Conn, error) {
+	for {
+		tok := c.tokens.current()
+		conn, err := c.dialFn(ctx, tok.raw)
+		if err == nil {
+			return conn, nil
+		}
+		if !errors.Is(err, transport.ErrUnauthorized) {
+			return nil, err
+		}
+		c.log.Warn("Plugboard refused the token", slog.String("token_id", tok.claims.ID), slog.Any("error", err))
+		if !c.tokens.refused(tok) {
+			return nil, fmt.Errorf("%w: %w", ErrTokenRefused, err)
+		}
+	}
+}
+
+func (c *Client) dialTransport(ctx context.Context, token string) (phoenix.Conn, error) {
+	conn, err := transport.Dial(ctx, c.url, transport.Options{
+		Token:            token,
+		HandshakeTimeout: c.o.connectTimeout,
+		TLSConfig:        c.o.tlsConfig,
+		Proxy:            c.o.proxy,
+	})
+	if err != nil {
+		return nil, err // a nil *transport.Conn must not become a non-nil interface
+	}
+	return conn, nil
+}
