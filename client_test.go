@@ -1,12 +1,12 @@
 package telephone_test
 
 import (
-	"log/slog"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -41,7 +41,7 @@ func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(
 func (s *syncBuf) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type tunnel struct {
-	dbg *syncBuf
+	dbg    *syncBuf
 	t      *testing.T
 	srv    *telephonetest.Server
 	client *telephone.Client
@@ -159,9 +159,9 @@ func TestPathsAreKeptExactly(t *testing.T) {
 	backend := echoBackend(t)
 	tn := startTunnel(t, nil, telephone.WithBackendURL(backend.URL))
 	for _, tt := range []struct{ call, path, raw string }{
-		{"/a/b/", "/a/b/", "/a/b/"},                               // trailing slash kept
+		{"/a/b/", "/a/b/", "/a/b/"},                                         // trailing slash kept
 		{"/files/my%20doc.txt", "/files/my doc.txt", "/files/my%20doc.txt"}, // decoded once by Plugboard, re-encoded once
-		{"/a%2520b", "/a%20b", "/a%2520b"},                           // no double decoding
+		{"/a%2520b", "/a%20b", "/a%2520b"},                                  // no double decoding
 		{"/", "/", "/"},
 	} {
 		res, _ := tn.do("GET", tt.call, nil)
@@ -572,4 +572,3 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-

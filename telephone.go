@@ -29,7 +29,7 @@ type Client struct {
 	guard   *guard
 	ws      *wsManager
 	dialFn  func(ctx context.Context, token string) (phoenix.Conn, error) // transport.Dial; replaced in tests
-	live    live // settings Reload changes while running
+	live    live                                                          // settings Reload changes while running
 
 	reloadMu sync.Mutex // serialises Reload; guards cur
 	cur      options    // the configuration as Reload last applied it
