@@ -72,6 +72,8 @@ type fakePlugboard struct {
 	refreshes int
 	issued    []string
 	conns     int
+	server    memConn            // the latest connection's server end
+	results   []json.RawMessage // proxy_res payloads received
 	wg        sync.WaitGroup
 }
 
@@ -96,6 +98,7 @@ func (f *fakePlugboard) dial(context.Context, string) (phoenix.Conn, error) {
 	client, server := memPipe()
 	f.mu.Lock()
 	f.conns++
+	f.server = server
 	f.mu.Unlock()
 	f.wg.Go(func() { f.serve(server) })
 	return client, nil
@@ -142,6 +145,10 @@ func (f *fakePlugboard) answer(m phoenix.Message) []phoenix.Message {
 		return []phoenix.Message{reply(m, "ok", map[string]any{"status": "ok", "path": "/api", "expires_in": 3600})}
 	case phoenix.EventLeave:
 		return []phoenix.Message{reply(m, "ok", map[string]any{})}
+	case "proxy_res":
+		f.mu.Lock()
+		f.results = append(f.results, append(json.RawMessage(nil), m.Payload...))
+		f.mu.Unlock()
 	case "refresh_token":
 		f.mu.Lock()
 		f.refreshes++

@@ -1,0 +1,121 @@
+package telephone
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/verastack/telephone/phoenix"
+)
+
+// proxyReqFrame is a recorded-shape proxy_req frame with a body of n bytes.
+func proxyReqFrame(b *testing.B, n int) []byte {
+	b.Helper()
+	p, _ := json.Marshal(map[string]any{"request_id": testID, "method": "POST", "path": "/api/echo", "query_string": "x=1",
+		"headers": map[string]string{"content-type": "text/plain", "host": "pb.example", "x-custom": "abc"},
+		"body":    strings.Repeat("a", n)})
+	frame, err := phoenix.EncodeText(phoenix.Message{JoinRef: "1", Topic: "telephone:p", Event: "proxy_req", Payload: p})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return frame
+}
+
+// forwardOnce is one request's path through the client: decode the frame, validate, admit,
+// serve, collect, encode the proxy_res and its frame.
+func forwardOnce(b *testing.B, c *Client, frame []byte) int {
+	m, err := phoenix.DecodeText(frame)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pr, err := parseProxyReq(m.Payload)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, rej := c.guard.admit(pr.RequestID, int64(len(pr.Body)))
+	if rej != nil {
+		b.Fatal(rej.reason)
+	}
+	ctx := context.Background()
+	if rej := t.wait(ctx); rej != nil {
+		b.Fatal(rej.reason)
+	}
+	res := c.forward(ctx, newCollector(c.live.maxResponse.Load()), pr, c.log)
+	t.done()
+	if res.status != http.StatusOK {
+		b.Fatalf("status %d", res.status)
+	}
+	payload, err := res.encode(pr.RequestID, c.o.chunkSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := phoenix.EncodeText(phoenix.Message{JoinRef: "1", Ref: "2", Topic: m.Topic, Event: "proxy_res", Payload: payload})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(out)
+}
+
+var echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.Copy(w, r.Body)
+})
+
+var protectionOff = []Option{WithRateLimit(math.Inf(1), 0), WithCircuitBreaker(0, 0), WithRetries(0, 0),
+	WithMaxConcurrentRequests(1_000_000, 0)}
+
+func benchClient(b *testing.B, opts ...Option) *Client {
+	b.Helper()
+	c, err := New("ws://plugboard.test/telephone/websocket", opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// BenchmarkForward measures one request through the client to an in-process handler.
+func BenchmarkForward(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"Small", 1 << 10}, {"1MiB", 1 << 20}} {
+		b.Run(size.name, func(b *testing.B) {
+			c := benchClient(b, WithHandler(echo), WithRateLimit(math.Inf(1), 0))
+			frame := proxyReqFrame(b, size.n)
+			b.SetBytes(int64(size.n))
+			b.ReportAllocs()
+			for b.Loop() {
+				forwardOnce(b, c, frame)
+			}
+		})
+	}
+}
+
+// BenchmarkForwardProtection compares the path through the reverse proxy to a loopback
+// backend with the protection layer at its defaults (rate limit aside, which would refuse
+// a benchmark's burst) and switched off.
+func BenchmarkForwardProtection(b *testing.B) {
+	backend := httptest.NewServer(echo)
+	defer backend.Close()
+	for _, mode := range []struct {
+		name string
+		opts []Option
+	}{
+		{"On", []Option{WithRateLimit(math.Inf(1), 0)}},
+		{"Off", protectionOff},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			c := benchClient(b, append([]Option{WithBackendURL(backend.URL)}, mode.opts...)...)
+			frame := proxyReqFrame(b, 1<<10)
+			b.ReportAllocs()
+			for b.Loop() {
+				forwardOnce(b, c, frame)
+			}
+		})
+	}
+}

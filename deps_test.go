@@ -1,0 +1,41 @@
+package telephone_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportRules enforces DESIGN.md's import graph with `go list -deps`.
+func TestImportRules(t *testing.T) {
+	t.Parallel()
+	const root = "github.com/verastack/telephone"
+	deps := func(pkg string) map[string]bool {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		set := map[string]bool{}
+		for _, p := range strings.Fields(string(out)) {
+			set[p] = true
+		}
+		return set
+	}
+	for _, rule := range []struct {
+		pkg       string
+		forbidden []string
+	}{
+		{root + "/phoenix", []string{"net/http", "github.com/coder/websocket", root + "/transport", root}},
+		{root + "/transport", []string{root + "/phoenix", root + "/tokenstore", root}},
+		{root + "/telephonetest", []string{root, root + "/transport", root + "/tokenstore"}},
+		{root + "/tokenstore", []string{root, root + "/phoenix", root + "/transport"}},
+		{root, []string{root + "/cmd/telephone", root + "/telephonetest"}},
+	} {
+		got := deps(rule.pkg)
+		for _, f := range rule.forbidden {
+			if got[f] {
+				t.Errorf("%s must not import %s", rule.pkg, f)
+			}
+		}
+	}
+}

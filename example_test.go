@@ -1,0 +1,88 @@
+package telephone_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/telephonetest"
+)
+
+// Embedding: the Client serves Plugboard's requests with the service's own http.Handler,
+// with no TCP hop. telephonetest stands in for Plugboard.
+func Example_embedded() {
+	plugboard := telephonetest.NewServer()
+	defer plugboard.Close()
+	tok, _ := plugboard.Mint(telephonetest.NewPathID(), time.Hour)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /hello/{name}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello, %s", r.PathValue("name"))
+	})
+	client, err := telephone.New(plugboard.SocketURL(), telephone.WithToken(tok.Token), telephone.WithHandler(mux))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- client.Run(context.Background()) }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = plugboard.WaitJoined(ctx, tok.PathID, 1)
+	res, err := http.Get(plugboard.CallURL(tok.PathID) + "/hello/gopher")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	fmt.Println(res.StatusCode, string(body))
+
+	_ = client.Shutdown(ctx)
+	fmt.Println("Run returned:", <-done)
+	// Output:
+	// 200 hello, gopher
+	// Run returned: <nil>
+}
+
+// Sidecar: the Client forwards to a TCP backend through httputil.ReverseProxy.
+func Example_sidecar() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"path":%q,"query":%q}`, r.URL.Path, r.URL.RawQuery)
+	}))
+	defer backend.Close()
+	plugboard := telephonetest.NewServer()
+	defer plugboard.Close()
+	tok, _ := plugboard.Mint(telephonetest.NewPathID(), time.Hour)
+
+	client, err := telephone.New(plugboard.SocketURL(), telephone.WithToken(tok.Token), telephone.WithBackendURL(backend.URL))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go func() { _ = client.Run(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	defer func() { _ = client.Shutdown(ctx) }()
+	_ = plugboard.WaitJoined(ctx, tok.PathID, 1)
+
+	res, err := http.Get(plugboard.CallURL(tok.PathID) + "/api/items/?page=2")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	fmt.Println(res.StatusCode, res.Header.Get("Content-Type"), string(body))
+	st := client.Status()
+	fmt.Println("joined:", st.Joined, "path:", st.Path == "/"+tok.PathID)
+	// Output:
+	// 200 application/json {"path":"/api/items/","query":"page=2"}
+	// joined: true path: true
+}
