@@ -72,7 +72,7 @@ type fakePlugboard struct {
 	refreshes int
 	issued    []string
 	conns     int
-	server    memConn            // the latest connection's server end
+	server    memConn           // the latest connection's server end
 	results   []json.RawMessage // proxy_res payloads received
 	wg        sync.WaitGroup
 }
