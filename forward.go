@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/verastack/telephone/phoenix"
 )
 
 // proxyReq is the proxy_req payload (PROTOCOL.md §3.3).
@@ -271,7 +273,7 @@ func (c *Client) reply(s *session, id string, res *response) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), c.o.connectTimeout)
 	defer cancel()
-	if err := s.ch.Send(ctx, "proxy_res", json.RawMessage(payload)); err != nil {
+	if err := s.ch.Send(ctx, "proxy_res", phoenix.ValidJSON(payload)); err != nil {
 		c.log.Warn("proxy_res not sent", slog.String("request_id", id), slog.Any("error", err))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -57,11 +58,22 @@ func (w *collector) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	if w.body.Cap() == 0 {
+		w.presize()
+	}
 	if int64(w.body.Len())+int64(len(p)) > w.limit {
 		w.overflow = true
 		return 0, errResponseTooLarge
 	}
 	return w.body.Write(p)
+}
+
+// presize reserves the declared Content-Length (within the limit) before the first write,
+// so a large body is not copied again and again while the buffer grows.
+func (w *collector) presize() {
+	if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n > 0 && n <= w.limit {
+		w.body.Grow(int(n))
+	}
 }
 
 // Flush implements http.Flusher; the whole response travels in one proxy_res anyway.

@@ -63,8 +63,8 @@ func (c *Channel) Joined() bool {
 // the old one are dropped from then on.
 //
 // payload, here and in Push and Send: json.RawMessage and []byte are used as-is
-// and must be valid JSON (else ErrInvalidPayload), nil sends {}, anything else is
-// encoded with json.Marshal.
+// and must be valid JSON (else ErrInvalidPayload), ValidJSON is used as-is without
+// that check, nil sends {}, anything else is encoded with json.Marshal.
 func (c *Channel) Join(ctx context.Context, payload any) (json.RawMessage, error) {
 	ref := c.s.nextRef()
 	data, err := c.encode(ref, ref, EventJoin, payload)
@@ -141,6 +141,9 @@ func (c *Channel) encode(joinRef, ref, event string, payload any) ([]byte, error
 	m := Message{JoinRef: joinRef, Ref: ref, Topic: c.topic, Event: event}
 	switch p := payload.(type) {
 	case nil:
+	case ValidJSON:
+		m.Payload = json.RawMessage(p)
+		return appendTextTrusted(make([]byte, 0, len(p)+len(c.topic)+len(event)+32), m), nil
 	case json.RawMessage:
 		m.Payload = p
 	case []byte:

@@ -40,6 +40,14 @@ func TestChannelJoinPushSend(t *testing.T) {
 			t.Fatalf("Send: %v", err)
 		}
 		srv.expect(`["1","3","` + topic + `","proxy_res",` + string(payload) + `]`)
+
+		if err := c.Send(t.Context(), "proxy_res", ValidJSON(payload)); err != nil {
+			t.Fatalf("Send(ValidJSON): %v", err)
+		}
+		srv.expect(`["1","4","` + topic + `","proxy_res",` + string(payload) + `]`)
+		if err := c.Send(t.Context(), "proxy_res", []byte(`{"unterminated":`)); !errors.Is(err, ErrInvalidPayload) {
+			t.Fatalf("Send(invalid JSON) = %v, want ErrInvalidPayload", err)
+		}
 	})
 }
 

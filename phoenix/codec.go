@@ -52,6 +52,12 @@ func DecodeReply(payload json.RawMessage) (Reply, error) {
 
 var emptyObject = []byte("{}")
 
+// ValidJSON is a payload its producer guarantees to be valid JSON (for example the
+// output of encoding/json). Channel methods send it without scanning it again, which
+// matters for large payloads; anything else passed as json.RawMessage or []byte is
+// validated first.
+type ValidJSON []byte
+
 // EncodeText encodes m as a V2 text frame [join_ref, ref, topic, event, payload]
 // with no insignificant whitespace: empty refs become null, strings are escaped as
 // encoding/json escapes them, and the payload bytes are copied verbatim (nil or
