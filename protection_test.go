@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/verastack/telephone/phoenix"
+	"github.com/verastack/telephone/tokenstore"
 )
 
 // pushProxyReqs sends n proxy_req frames from the fake Plugboard as fast as the socket takes them.
@@ -137,6 +138,72 @@ func TestDeadlinePassedIsAnsweredAndForgotten(t *testing.T) {
 		synctest.Wait()
 		if st := c.Status(); st.Limits.Tracked != 0 || st.InFlight != 0 || len(f.statuses()) != 1 {
 			t.Fatalf("after the handler returned: %+v, answers %v", st, f.statuses())
+		}
+	})
+}
+
+// TestShutdownDrainsThenLeaves checks the shutdown order: new requests get 503 at once,
+// the in-flight one finishes (not cancelled), then phx_leave, then the socket closes.
+func TestShutdownDrainsThenLeaves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		cancelled := false
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				cancelled = true
+			}
+			w.WriteHeader(http.StatusAccepted)
+		})
+		f := newFakePlugboard(t)
+		store := tokenstore.NewMemory()
+		configured := f.mint(time.Hour)
+		c, err := New("ws://plugboard.test/telephone/websocket", WithToken(configured), WithHandler(h), WithTokenStore(store))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.dialFn = f.dial
+		done := make(chan error, 1)
+		go func() { done <- c.Run(context.Background()) }()
+		synctest.Wait()
+		if stored, _ := store.Load(context.Background()); stored != configured {
+			t.Fatal("the configured token was not stored at start-up")
+		}
+		f.pushProxyReqs(t, 1) // request 0: in flight
+		synctest.Wait()
+		shut := make(chan error, 1)
+		go func() { shut <- c.Shutdown(context.Background()) }()
+		synctest.Wait()
+		f.mu.Lock()
+		f.results = nil
+		f.mu.Unlock()
+		f.mu.Lock()
+		conn := f.server
+		f.mu.Unlock()
+		p, _ := json.Marshal(map[string]any{"request_id": reqID(1), "method": "GET", "path": "/late"})
+		frame, _ := phoenix.EncodeText(phoenix.Message{JoinRef: "1", Topic: "telephone:" + f.pathID, Event: "proxy_req", Payload: p})
+		_ = conn.Write(context.Background(), false, frame)
+		synctest.Wait()
+		if got := f.statuses(); got[http.StatusServiceUnavailable] != 1 || len(got) != 1 {
+			t.Fatalf("request during the drain: %v", got)
+		}
+		if !c.Status().Draining || !c.Status().Joined {
+			t.Fatalf("status during drain %+v", c.Status())
+		}
+		close(release)
+		if err := <-shut; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		f.wg.Wait()
+		if got := f.statuses(); got[http.StatusAccepted] != 1 || cancelled {
+			t.Fatalf("in-flight request: %v (cancelled %v)", got, cancelled)
+		}
+		if !f.sawLeave() {
+			t.Fatal("no phx_leave before closing")
 		}
 	})
 }

@@ -74,6 +74,7 @@ type fakePlugboard struct {
 	conns     int
 	server    memConn           // the latest connection's server end
 	results   []json.RawMessage // proxy_res payloads received
+	leaves    int               // phx_leave messages received
 	wg        sync.WaitGroup
 }
 
@@ -144,6 +145,9 @@ func (f *fakePlugboard) answer(m phoenix.Message) []phoenix.Message {
 	case phoenix.EventJoin:
 		return []phoenix.Message{reply(m, "ok", map[string]any{"status": "ok", "path": "/api", "expires_in": 3600})}
 	case phoenix.EventLeave:
+		f.mu.Lock()
+		f.leaves++
+		f.mu.Unlock()
 		return []phoenix.Message{reply(m, "ok", map[string]any{})}
 	case "proxy_res":
 		f.mu.Lock()
@@ -372,4 +376,10 @@ func TestFutureIatWithinSkewAccepted(t *testing.T) {
 			t.Fatalf("expired: %v", err)
 		}
 	})
+}
+
+func (f *fakePlugboard) sawLeave() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leaves > 0
 }
