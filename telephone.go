@@ -120,10 +120,10 @@ func (c *Client) Run(ctx context.Context) error {
 		cancel()
 		return err
 	}
-	defer close(c.done)
-	defer cancel()
 	var workers sync.WaitGroup
-	defer workers.Wait()
+	defer close(c.done)
+	defer workers.Wait() // after cancel: handlers that honour their context return at once
+	defer cancel()
 	defer c.ws.closeAll(websocketGoingAway)
 	if err := c.tokens.init(workCtx); err != nil {
 		c.setError(err)
@@ -198,15 +198,11 @@ func (c *Client) untilShutdown(ctx context.Context) (context.Context, context.Ca
 	return wctx, func() { stop(); cancel() }
 }
 
+// waitDrained waits until Shutdown has drained in-flight requests, or ctx ends.
 func (c *Client) waitDrained(ctx context.Context) {
 	select {
 	case <-c.drainedCh:
 	case <-ctx.Done():
-	case <-c.shutdownCh:
-		select {
-		case <-c.drainedCh:
-		case <-ctx.Done():
-		}
 	}
 }
 
