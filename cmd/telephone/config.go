@@ -1,0 +1,366 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/joho/godotenv"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/verastack/telephone"
+)
+
+// Config is the validated configuration of `telephone run`. It is built by loadConfig from
+// the environment, an optional .env file and flags, in that order of increasing precedence.
+type Config struct {
+	PlugboardURL    string
+	Token           string // TELEPHONE_TOKEN, or the lower-case `token` fallback
+	PlugboardSecret string // PLUGBOARD_SECRET_KEY_BASE: verify token signatures when set
+	SecretKeyBase   string // SECRET_KEY_BASE: encrypts the token store
+	TokenDBPath     string // "" keeps tokens in memory
+	DBTimeout       time.Duration
+
+	BackendHost   string
+	BackendPort   int
+	BackendScheme string
+	BackendURL    string // BACKEND_URL; replaces the three above when set
+
+	ConnectTimeout    time.Duration
+	RequestTimeout    time.Duration
+	HeartbeatInterval time.Duration
+	HeartbeatMisses   int
+	MonitorInterval   time.Duration // CONNECTION_MONITOR_INTERVAL -> phoenix heartbeat
+	InitialBackoff    time.Duration
+	MaxBackoff        time.Duration
+	MaxRetries        int // accepted for compatibility; telephone always retries
+
+	MaxResponseSize int64
+	ChunkSize       int
+	MaxRequestBody  int64
+	MaxConcurrent   int
+	QueueWait       time.Duration
+	RateLimit       float64 // +Inf when off
+	RateBurst       int
+	UTF8Policy      telephone.UTF8Policy
+
+	HealthCheckPort int    // 0: off
+	OpsAddr         string // overrides HealthCheckPort when set
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
+	LogFormat       string // text, json or auto
+
+	EnvFile  string            // the --env file name (read only if it exists)
+	Warnings []string          // settings that were accepted but deserve a log line
+	raw      map[string]string // effective text of every setting (defaults included)
+	source   map[string]string // where each non-default setting came from
+}
+
+// ConfigError is one invalid setting: the variable, where its value came from and what is wrong.
+type ConfigError struct {
+	Var    string // environment variable name, or "flags"
+	Source string // "environment", the .env file name, "flag --x", or "" for defaults and cross-checks
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Source == "" {
+		return e.Var + ": " + e.Reason
+	}
+	return fmt.Sprintf("%s: %s (from %s)", e.Var, e.Reason, e.Source)
+}
+
+// defaultTokenDB is TOKEN_DB_PATH when SECRET_KEY_BASE is set and TOKEN_DB_PATH is not.
+const defaultTokenDB = "telephone.db"
+
+// Sources of a setting, as ConfigError reports them.
+const (
+	srcDefault = ""
+	srcEnv     = "environment"
+)
+
+// configInput is everything loadConfig reads: it never touches the process itself.
+type configInput struct {
+	Env      map[string]string                 // the process environment
+	Args     []string                          // command-line arguments after the command name
+	ReadFile func(name string) ([]byte, error) // reads the .env file; fs.ErrNotExist means none
+}
+
+// loadConfig builds and validates the run configuration. Precedence, lowest first: defaults,
+// the .env file, the environment, flags. It returns every problem it finds, not just the first.
+func loadConfig(in configInput) (Config, []error) {
+	fset, flagVals, envFile := newRunFlagSet()
+	if err := fset.Parse(in.Args); err != nil {
+		return Config{}, []error{&ConfigError{Var: "flags", Reason: err.Error()}}
+	}
+	if fset.NArg() > 0 {
+		return Config{}, []error{&ConfigError{Var: "flags", Reason: fmt.Sprintf("unexpected argument %q", fset.Arg(0))}}
+	}
+	dotenv, err := readDotenv(*envFile, in.ReadFile)
+	if err != nil {
+		return Config{}, []error{&ConfigError{Var: "--env", Reason: err.Error()}}
+	}
+	vals, srcs := mergeSources(in.Env, dotenv, *envFile)
+	fset.Visit(func(f *flag.Flag) {
+		if s := settingByFlag(f.Name); s != nil && *flagVals[f.Name] != "" {
+			vals[s.name], srcs[s.name] = *flagVals[f.Name], "flag --"+f.Name
+		}
+	})
+	c, errs := buildConfig(vals, srcs)
+	c.EnvFile = *envFile
+	return c, errs
+}
+
+// newRunFlagSet returns the flag set of `telephone run`: --env and one flag per non-secret
+// setting. Flags hold text; they are parsed like the environment variable they override.
+func newRunFlagSet() (*flag.FlagSet, map[string]*string, *string) {
+	fset := flag.NewFlagSet("telephone run", flag.ContinueOnError)
+	fset.SetOutput(io.Discard)
+	envFile := fset.String("env", ".env", "`file` with KEY=value lines, loaded if it exists")
+	vals := map[string]*string{}
+	for i := range settings {
+		s := &settings[i]
+		if s.flag != "" {
+			vals[s.flag] = fset.String(s.flag, "", s.help+" (env "+s.name+")")
+		}
+	}
+	return fset, vals, envFile
+}
+
+// readDotenv parses the .env file; a missing file (or an empty name) is no file at all.
+func readDotenv(name string, read func(string) ([]byte, error)) (map[string]string, error) {
+	if name == "" {
+		return nil, nil
+	}
+	b, err := read(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	m, err := godotenv.UnmarshalBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// mergeSources layers the environment over the .env file; an empty value counts as unset. The
+// lower-case `token` variable is the original's fallback for TELEPHONE_TOKEN.
+func mergeSources(env, dotenv map[string]string, envFile string) (vals, srcs map[string]string) {
+	vals, srcs = map[string]string{}, map[string]string{}
+	pick := func(name string) (string, string) {
+		if v := env[name]; v != "" {
+			return v, srcEnv
+		}
+		if v := dotenv[name]; v != "" {
+			return v, envFile
+		}
+		return "", ""
+	}
+	for _, s := range settings {
+		if v, src := pick(s.name); v != "" {
+			vals[s.name], srcs[s.name] = v, src
+		}
+	}
+	if vals["TELEPHONE_TOKEN"] == "" {
+		if v, src := pick("token"); v != "" {
+			vals["TELEPHONE_TOKEN"], srcs["TELEPHONE_TOKEN"] = v, src+" (variable token)"
+		}
+	}
+	return vals, srcs
+}
+
+// buildConfig applies defaults, parses every setting and runs the cross-checks.
+func buildConfig(vals, srcs map[string]string) (Config, []error) {
+	c := Config{raw: map[string]string{}, source: srcs}
+	var errs []error
+	for i := range settings {
+		s := &settings[i]
+		v, given := vals[s.name]
+		if !given {
+			v = s.def
+		}
+		c.raw[s.name] = v
+		if err := s.set(&c, v); err != nil {
+			errs = append(errs, &ConfigError{Var: s.name, Source: srcs[s.name], Reason: err.Error()})
+		}
+	}
+	if c.TokenDBPath == "" && c.SecretKeyBase != "" {
+		c.TokenDBPath = defaultTokenDB
+	}
+	return c, append(errs, c.crossCheck(vals)...)
+}
+
+// crossCheck validates what involves several settings. given holds the settings that were
+// set explicitly (not defaulted).
+func (c *Config) crossCheck(given map[string]string) []error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, &ConfigError{Var: name, Reason: fmt.Sprintf(format, args...)})
+	}
+	if given["PLUGBOARD_URL"] == "" {
+		bad("PLUGBOARD_URL", "required: the Plugboard socket URL, e.g. wss://plugboard.example.com/telephone/websocket")
+	}
+	if c.Token == "" && c.SecretKeyBase == "" {
+		bad("TELEPHONE_TOKEN", "required: set TELEPHONE_TOKEN (or token), or SECRET_KEY_BASE to resume with the token stored in TOKEN_DB_PATH")
+	}
+	if given["TOKEN_DB_PATH"] != "" && c.SecretKeyBase == "" {
+		bad("TOKEN_DB_PATH", "needs SECRET_KEY_BASE: stored tokens are encrypted with it")
+	}
+	if c.MaxBackoff > 0 && c.InitialBackoff > 0 && c.MaxBackoff < c.InitialBackoff {
+		bad("MAX_BACKOFF", "must not be less than INITIAL_BACKOFF (%v), got %v", c.InitialBackoff, c.MaxBackoff)
+	}
+	if c.ChunkSize > 0 && c.MaxResponseSize > 0 && int64(c.ChunkSize) > c.MaxResponseSize {
+		bad("CHUNK_SIZE", "must not exceed MAX_RESPONSE_SIZE (%d), got %d", c.MaxResponseSize, c.ChunkSize)
+	}
+	if given["BACKEND_URL"] != "" && (given["BACKEND_HOST"] != "" || given["BACKEND_PORT"] != "" || given["BACKEND_SCHEME"] != "") {
+		c.Warnings = append(c.Warnings, "BACKEND_URL is set: BACKEND_HOST, BACKEND_PORT and BACKEND_SCHEME are ignored")
+	}
+	if given["OPS_ADDR"] != "" && c.HealthCheckPort != 0 {
+		c.Warnings = append(c.Warnings, "OPS_ADDR is set: HEALTH_CHECK_PORT is ignored")
+	}
+	if c.MaxRetries > 0 {
+		c.Warnings = append(c.Warnings, "MAX_RETRIES is accepted for compatibility only: telephone always keeps reconnecting, with backoff up to MAX_BACKOFF")
+	}
+	return errs
+}
+
+// backendURL is the URL requests are forwarded to.
+func (c *Config) backendURL() string {
+	if c.BackendURL != "" {
+		return c.BackendURL
+	}
+	u := url.URL{Scheme: c.BackendScheme, Host: net.JoinHostPort(c.BackendHost, strconv.Itoa(c.BackendPort))}
+	return u.String()
+}
+
+// opsAddr is the operations server's listen address, "" when it is off. HEALTH_CHECK_PORT
+// listens on all interfaces, like the original.
+func (c *Config) opsAddr() string {
+	if c.OpsAddr != "" {
+		return c.OpsAddr
+	}
+	if c.HealthCheckPort > 0 {
+		return ":" + strconv.Itoa(c.HealthCheckPort)
+	}
+	return ""
+}
+
+// options returns the Client options for this configuration. store and reg may be nil.
+func (c *Config) options(log *slog.Logger, store telephone.TokenStore, reg prometheus.Registerer) []telephone.Option {
+	opts := []telephone.Option{
+		telephone.WithLogger(log),
+		telephone.WithConnectTimeout(c.ConnectTimeout),
+		telephone.WithHeartbeat(c.HeartbeatInterval, c.HeartbeatMisses),
+		telephone.WithPhoenixHeartbeat(c.MonitorInterval),
+		telephone.WithReconnectBackoff(c.InitialBackoff, c.MaxBackoff),
+		telephone.WithChunkSize(c.ChunkSize),
+		telephone.WithMaxConcurrentRequests(c.MaxConcurrent, c.QueueWait),
+		telephone.WithUTF8Policy(c.UTF8Policy),
+	}
+	opts = append(opts, c.liveOptions()...)
+	if c.Token != "" {
+		opts = append(opts, telephone.WithToken(c.Token))
+	}
+	if c.PlugboardSecret != "" {
+		opts = append(opts, telephone.WithPlugboardSecret(c.PlugboardSecret))
+	}
+	if store != nil {
+		opts = append(opts, telephone.WithTokenStore(store))
+	}
+	if reg != nil {
+		opts = append(opts, telephone.WithMetrics(reg))
+	}
+	return opts
+}
+
+// liveOptions are the options Client.Reload applies without reconnecting.
+func (c *Config) liveOptions() []telephone.Option {
+	return []telephone.Option{
+		telephone.WithBackendURL(c.backendURL()),
+		telephone.WithRequestTimeout(c.RequestTimeout),
+		telephone.WithMaxResponseSize(c.MaxResponseSize),
+		telephone.WithMaxRequestBody(c.MaxRequestBody),
+		telephone.WithRateLimit(c.RateLimit, c.RateBurst),
+	}
+}
+
+// diff compares the effective settings of c and next: live lists the changed settings that
+// can be applied to a running process, restart the ones that need a restart.
+func (c *Config) diff(next *Config) (live, restart []string) {
+	for _, s := range settings {
+		if c.raw[s.name] == next.raw[s.name] {
+			continue
+		}
+		if s.live {
+			live = append(live, s.name)
+		} else {
+			restart = append(restart, s.name)
+		}
+	}
+	return live, restart
+}
+
+// withLive returns a copy of c with the live settings named in names taken from next.
+func (c *Config) withLive(next *Config, names []string) Config {
+	out := *c
+	out.raw = make(map[string]string, len(c.raw))
+	for k, v := range c.raw {
+		out.raw[k] = v
+	}
+	for _, name := range names {
+		out.raw[name] = next.raw[name]
+		_ = settingByName(name).set(&out, next.raw[name]) // next was validated: no error
+	}
+	return out
+}
+
+// parseDuration parses a Go duration within [min, max].
+func parseDuration(v string, min, max time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("not a duration (use Go syntax such as 500ms, 10s or 1m30s): %q", v)
+	}
+	if d < min || d > max {
+		return 0, fmt.Errorf("must be between %v and %v, got %v", min, max, d)
+	}
+	return d, nil
+}
+
+// parseInt parses a base-10 integer within [min, max].
+func parseInt(v string, min, max int64) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("not an integer: %q", v)
+	}
+	if n < min || n > max {
+		return 0, fmt.Errorf("must be between %d and %d, got %d", min, max, n)
+	}
+	return n, nil
+}
+
+// parseRate parses a rate in requests per second; "off", "inf" or "unlimited" disables it.
+func parseRate(v string) (float64, error) {
+	switch strings.ToLower(v) {
+	case "off", "inf", "unlimited":
+		return math.Inf(1), nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("not a number of requests per second (or off): %q", v)
+	}
+	if f <= 0 || f > 1e9 {
+		return 0, fmt.Errorf("must be above 0 and at most 1e9, got %v", f)
+	}
+	return f, nil
+}

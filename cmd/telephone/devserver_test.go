@@ -1,0 +1,134 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// mintReply is the devserver's GET /mint answer.
+type mintReply struct {
+	Token     string `json:"token"`
+	TokenID   string `json:"token_id"`
+	PathID    string `json:"path_id"`
+	ExpiresIn int64  `json:"expires_in"`
+	SocketURL string `json:"socket_url"`
+	CallURL   string `json:"call_url"`
+}
+
+func mint(t *testing.T, mintURL string) mintReply {
+	t.Helper()
+	c, _, body := get(t, http.MethodGet, mintURL+"?ttl=600", nil)
+	var m mintReply
+	if err := json.Unmarshal([]byte(body), &m); err != nil || c != 200 || m.Token == "" || m.ExpiresIn != 600 {
+		t.Fatalf("mint = %d %q (%v)", c, body, err)
+	}
+	return m
+}
+
+func TestDevserverInProcess(t *testing.T) {
+	t.Parallel()
+	tc := newTestCLI(map[string]string{}, nil)
+	code := tc.start("devserver", "--addr", "127.0.0.1:0", "--secret", secret64, "--log-level", "debug")
+	ready := tc.out.waitLine(t, "READY ")
+	m := mint(t, field(t, ready, "mint_url"))
+	if m.SocketURL != field(t, ready, "socket_url") || !strings.HasPrefix(m.CallURL, field(t, ready, "base_url")+"/call/") {
+		t.Errorf("mint %+v does not match %q", m, ready)
+	}
+	if c, _, _ := get(t, http.MethodGet, m.CallURL+"/x", nil); c != http.StatusServiceUnavailable {
+		t.Errorf("call without a telephone = %d, want 503", c)
+	}
+	for _, want := range []string{"curl -s '", "/mint?ttl=3600'", "TELEPHONE_TOKEN=<token> PLUGBOARD_URL=ws://"} {
+		if !strings.Contains(tc.out.String(), want) {
+			t.Errorf("instructions lack %q", want)
+		}
+	}
+	tc.sigs <- syscall.SIGHUP
+	tc.sigs <- syscall.SIGTERM
+	if c := waitCode(t, code); c != 0 {
+		t.Fatalf("exit code %d", c)
+	}
+}
+
+func TestDevserverBusyAddress(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tc := newTestCLI(map[string]string{}, nil)
+	if c := tc.main([]string{"devserver", "--addr", busy.Addr().String()}); c != 1 {
+		t.Fatalf("exit %d, want 1", c)
+	}
+}
+
+func TestDevserverPrintsWarningBeyondLoopback(t *testing.T) {
+	t.Parallel()
+	out := newLineBuf()
+	srv := newPlugboard(t)
+	printDevserver(out, srv, &net.TCPAddr{IP: net.IPv4zero, Port: 4000})
+	if !strings.Contains(out.String(), "warning: listening beyond loopback") {
+		t.Errorf("no warning:\n%s", out)
+	}
+}
+
+// TestBinaryOriginalEnvironment runs `telephone devserver` and `telephone` as separate
+// processes; telephone gets ONLY the original sidecar's environment variables.
+func TestBinaryOriginalEnvironment(t *testing.T) {
+	t.Parallel()
+	dev := startBinary(t, nil, "devserver", "--addr", "127.0.0.1:0")
+	m := mint(t, field(t, dev.out.waitLine(t, "READY "), "mint_url"))
+
+	backend := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Backend", "yes")
+		io.WriteString(w, r.Method+" "+r.URL.RequestURI()+" "+string(b))
+	})
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(backend.URL, "http://"))
+	db := filepath.Join(t.TempDir(), "telephone.db")
+	healthPort := strconv.Itoa(freePort(t))
+	var env []string
+	for k, v := range originalEnv(m.SocketURL, m.Token, host, port, db, healthPort) {
+		env = append(env, k+"="+v)
+	}
+	tel := startBinary(t, env)
+	health := "http://127.0.0.1:" + healthPort
+	eventually(t, "telephone ready", func() bool {
+		res, err := httpClient.Get(health + "/ready")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	})
+	c, hdr, body := get(t, http.MethodPost, m.CallURL+"/orders/?id=7", strings.NewReader("hello"))
+	if c != 200 || body != "POST /orders/?id=7 hello" || hdr.Get("X-Backend") != "yes" {
+		t.Errorf("call = %d %q %v", c, body, hdr)
+	}
+	_, _, hb := get(t, http.MethodGet, health+"/health", nil)
+	var h healthBody
+	if err := json.Unmarshal([]byte(hb), &h); err != nil || h.Status != "healthy" || !h.Connected {
+		t.Errorf("health %q (%v)", hb, err)
+	}
+	tel.signal(t, syscall.SIGTERM)
+	if c := tel.wait(t); c != 0 {
+		t.Fatalf("telephone exit %d; stderr:\n%s", c, tel.errOut)
+	}
+
+	// The token is in the store, readable with the same variables.
+	tc := newTestCLI(map[string]string{"SECRET_KEY_BASE": originalEnv("", "", "", "", "", "")["SECRET_KEY_BASE"], "TOKEN_DB_PATH": db}, nil)
+	if c := tc.main([]string{"token-check"}); c != 0 || !strings.Contains(tc.out.String(), "would use the stored token (row 1)") {
+		t.Errorf("token-check = %d:\n%s", c, tc.out)
+	}
+	dev.signal(t, syscall.SIGINT)
+	if c := dev.wait(t); c != 0 {
+		t.Fatalf("devserver exit %d; stderr:\n%s", c, dev.errOut)
+	}
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/verastack/telephone"
+)
+
+// setting is one configuration variable: its environment name, flag, default and parser.
+// The table below is the single source of the run configuration; README.md documents it.
+type setting struct {
+	name string // environment variable
+	flag string // command-line flag; "" for secrets, which are read from the environment only
+	def  string // default text; "" means unset
+	orig bool   // the original sidecar read this variable
+	live bool   // SIGHUP applies a change without a restart
+	help string
+	// set parses v into c; v == "" resets the field to its zero value. The error is the
+	// reason only; the caller adds the variable name and source.
+	set func(c *Config, v string) error
+}
+
+const maxSize = 1 << 30 // largest accepted body or response size (1 GiB)
+
+// settings lists every variable in documentation order.
+var settings = []setting{
+	{name: "PLUGBOARD_URL", flag: "plugboard-url", orig: true, help: "Plugboard socket URL (ws:// or wss://)", set: setPlugboardURL},
+	{name: "TELEPHONE_TOKEN", orig: true, help: "initial token (JWT); the lower-case variable token is a fallback",
+		set: func(c *Config, v string) error { c.Token = v; return nil }},
+	{name: "PLUGBOARD_SECRET_KEY_BASE", help: "Plugboard's secret_key_base: verify token signatures (at least 64 bytes)",
+		set: func(c *Config, v string) error { return setSecret(&c.PlugboardSecret, v, 64) }},
+	{name: "SECRET_KEY_BASE", orig: true, help: "secret that encrypts the token store (at least 32 bytes)",
+		set: func(c *Config, v string) error { return setSecret(&c.SecretKeyBase, v, 32) }},
+	{name: "TOKEN_DB_PATH", flag: "token-db-path", orig: true, help: "token store file (default telephone.db when SECRET_KEY_BASE is set)",
+		set: func(c *Config, v string) error { c.TokenDBPath = v; return nil }},
+	durSetting("DB_TIMEOUT", "db-timeout", 5*time.Second, true, false, "how long a token store operation waits for a lock", func(c *Config) *time.Duration { return &c.DBTimeout }, 10*time.Millisecond, 5*time.Minute),
+	{name: "BACKEND_HOST", flag: "backend-host", def: "localhost", orig: true, live: true, help: "backend host", set: setBackendHost},
+	intSetting("BACKEND_PORT", "backend-port", "8080", true, true, "backend port", intField(func(c *Config) *int { return &c.BackendPort }, 1, 65535)),
+	{name: "BACKEND_SCHEME", flag: "backend-scheme", def: "http", orig: true, live: true, help: "backend scheme: http or https", set: setBackendScheme},
+	{name: "BACKEND_URL", flag: "backend-url", live: true, help: "backend URL, e.g. http://127.0.0.1:8080/prefix (replaces BACKEND_HOST/PORT/SCHEME)", set: setBackendURL},
+	durSetting("CONNECT_TIMEOUT", "connect-timeout", telephone.DefaultConnectTimeout, true, false, "WebSocket handshake timeout, and separately the join timeout", func(c *Config) *time.Duration { return &c.ConnectTimeout }, 100*time.Millisecond, 5*time.Minute),
+	durSetting("REQUEST_TIMEOUT", "request-timeout", telephone.DefaultRequestTimeout, true, true, "deadline of each forwarded request (answered 504 after it)", func(c *Config) *time.Duration { return &c.RequestTimeout }, 100*time.Millisecond, 5*time.Minute),
+	durSetting("HEARTBEAT_INTERVAL", "heartbeat-interval", telephone.DefaultHeartbeatInterval, true, false, "app-level heartbeat period (Plugboard drops a channel after ~60s without one)", func(c *Config) *time.Duration { return &c.HeartbeatInterval }, 100*time.Millisecond, 10*time.Minute),
+	intSetting("HEARTBEAT_MISSES", "heartbeat-misses", strconv.Itoa(telephone.DefaultHeartbeatMisses), false, false, "heartbeats without heartbeat_ack before reconnecting", intField(func(c *Config) *int { return &c.HeartbeatMisses }, 1, 100)),
+	durSetting("CONNECTION_MONITOR_INTERVAL", "connection-monitor-interval", telephone.DefaultPhoenixHeartbeat, true, false, "Phoenix heartbeat period: a dead socket is detected within two of these", func(c *Config) *time.Duration { return &c.MonitorInterval }, 100*time.Millisecond, 10*time.Minute),
+	durSetting("INITIAL_BACKOFF", "initial-backoff", telephone.DefaultBackoffInitial, true, false, "first reconnect delay", func(c *Config) *time.Duration { return &c.InitialBackoff }, 10*time.Millisecond, time.Hour),
+	durSetting("MAX_BACKOFF", "max-backoff", telephone.DefaultBackoffMax, true, false, "largest reconnect delay", func(c *Config) *time.Duration { return &c.MaxBackoff }, 10*time.Millisecond, 24*time.Hour),
+	intSetting("MAX_RETRIES", "max-retries", "-1", true, true, "accepted for compatibility; telephone always retries", intField(func(c *Config) *int { return &c.MaxRetries }, -1_000_000_000, 1_000_000_000)),
+	intSetting("MAX_RESPONSE_SIZE", "max-response-size", strconv.Itoa(telephone.DefaultMaxResponseSize), true, true, "largest backend response body in bytes (502 above)", int64Field(func(c *Config) *int64 { return &c.MaxResponseSize }, 1, maxSize)),
+	intSetting("CHUNK_SIZE", "chunk-size", strconv.Itoa(telephone.DefaultChunkSize), true, false, "response chunk size in bytes", intField(func(c *Config) *int { return &c.ChunkSize }, 4, maxSize)),
+	intSetting("MAX_REQUEST_BODY_SIZE", "max-request-body-size", strconv.Itoa(telephone.DefaultMaxRequestBody), false, true, "largest request body in bytes (413 above)", int64Field(func(c *Config) *int64 { return &c.MaxRequestBody }, 1, maxSize)),
+	intSetting("MAX_CONCURRENT_REQUESTS", "max-concurrent-requests", strconv.Itoa(telephone.DefaultMaxConcurrent), false, false, "requests forwarded at once", intField(func(c *Config) *int { return &c.MaxConcurrent }, 1, 1_000_000)),
+	durSetting("QUEUE_WAIT", "queue-wait", telephone.DefaultQueueWait, false, false, "how long a request waits for a free slot (503 after it; 0: no waiting)", func(c *Config) *time.Duration { return &c.QueueWait }, 0, time.Minute),
+	{name: "RATE_LIMIT", flag: "rate-limit", def: strconv.FormatFloat(telephone.DefaultRateLimit, 'f', -1, 64), live: true, help: "requests per second (token bucket; 429 above; off disables)", set: setRateLimit},
+	intSetting("RATE_BURST", "rate-burst", strconv.Itoa(telephone.DefaultRateBurst), false, true, "token bucket burst", intField(func(c *Config) *int { return &c.RateBurst }, 1, 1_000_000_000)),
+	{name: "UTF8_POLICY", flag: "utf8-policy", def: "reject", help: "non-UTF-8 response bodies: reject (502) or replace (U+FFFD)", set: setUTF8Policy},
+	intSetting("HEALTH_CHECK_PORT", "health-check-port", "0", true, false, "health/metrics port on all interfaces (0: off)", intField(func(c *Config) *int { return &c.HealthCheckPort }, 0, 65535)),
+	{name: "OPS_ADDR", flag: "ops-addr", help: "health/metrics listen address host:port (replaces HEALTH_CHECK_PORT)", set: setOpsAddr},
+	durSetting("SHUTDOWN_TIMEOUT", "shutdown-timeout", 30*time.Second, false, true, "how long SIGTERM waits for in-flight requests", func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 100*time.Millisecond, time.Hour),
+	{name: "LOG_LEVEL", flag: "log-level", def: "info", live: true, help: "debug, info, warn or error", set: setLogLevel},
+	{name: "LOG_FORMAT", flag: "log-format", def: "auto", help: "text, json or auto (text on a terminal, else JSON)", set: setLogFormat},
+}
+
+func settingByName(name string) *setting {
+	for i := range settings {
+		if settings[i].name == name {
+			return &settings[i]
+		}
+	}
+	return nil
+}
+
+func settingByFlag(flag string) *setting {
+	for i := range settings {
+		if settings[i].flag != "" && settings[i].flag == flag {
+			return &settings[i]
+		}
+	}
+	return nil
+}
+
+// intSetting and durSetting build table rows for numeric settings.
+func intSetting(name, flag, def string, orig, live bool, help string, set func(*Config, string) error) setting {
+	return setting{name: name, flag: flag, def: def, orig: orig, live: live, help: help, set: set}
+}
+
+func durSetting(name, flag string, def time.Duration, orig, live bool, help string, field func(*Config) *time.Duration, min, max time.Duration) setting {
+	return intSetting(name, flag, def.String(), orig, live, help, durField(field, min, max))
+}
+
+func durField(field func(*Config) *time.Duration, min, max time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
+			*field(c) = 0
+			return nil
+		}
+		d, err := parseDuration(v, min, max)
+		*field(c) = d
+		return err
+	}
+}
+
+func intField(field func(*Config) *int, min, max int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
+			*field(c) = 0
+			return nil
+		}
+		n, err := parseInt(v, min, max)
+		*field(c) = int(n)
+		return err
+	}
+}
+
+func int64Field(field func(*Config) *int64, min, max int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
+			*field(c) = 0
+			return nil
+		}
+		n, err := parseInt(v, min, max)
+		*field(c) = n
+		return err
+	}
+}
+
+func setSecret(dst *string, v string, minLen int) error {
+	*dst = v // kept even when too short, so that no second error follows from its absence
+	if v != "" && len(v) < minLen {
+		return fmt.Errorf("must be at least %d bytes, got %d (generate one with: openssl rand -hex %d)", minLen, len(v), minLen)
+	}
+	return nil
+}
+
+func setPlugboardURL(c *Config, v string) error {
+	c.PlugboardURL = ""
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a URL: %v", unwrapURLError(err))
+	case u.Scheme != "ws" && u.Scheme != "wss":
+		return fmt.Errorf("scheme must be ws or wss, got %q", u.Scheme)
+	case u.Host == "":
+		return fmt.Errorf("URL has no host")
+	case u.Query().Has("token"):
+		return fmt.Errorf("must not carry the token: set TELEPHONE_TOKEN instead")
+	}
+	c.PlugboardURL = v
+	return nil
+}
+
+// unwrapURLError drops url.Error's repetition of the whole URL.
+func unwrapURLError(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+func setBackendHost(c *Config, v string) error {
+	h := strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")
+	c.BackendHost = h
+	if v == "" {
+		return nil
+	}
+	if strings.ContainsAny(h, "/?#@ \t") || (strings.Contains(h, ":") && net.ParseIP(h) == nil) {
+		c.BackendHost = ""
+		return fmt.Errorf("must be a host name or IP address without scheme, port or path, got %q", v)
+	}
+	return nil
+}
+
+func setBackendScheme(c *Config, v string) error {
+	c.BackendScheme = strings.ToLower(v)
+	if v != "" && c.BackendScheme != "http" && c.BackendScheme != "https" {
+		c.BackendScheme = ""
+		return fmt.Errorf("must be http or https, got %q", v)
+	}
+	return nil
+}
+
+func setBackendURL(c *Config, v string) error {
+	c.BackendURL = ""
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a URL: %v", unwrapURLError(err))
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
+	case u.Host == "":
+		return fmt.Errorf("URL has no host")
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("must not have a query or fragment")
+	}
+	c.BackendURL = v
+	return nil
+}
+
+func setRateLimit(c *Config, v string) error {
+	c.RateLimit = 0
+	if v == "" {
+		return nil
+	}
+	r, err := parseRate(v)
+	c.RateLimit = r
+	return err
+}
+
+func setUTF8Policy(c *Config, v string) error {
+	switch strings.ToLower(v) {
+	case "", "reject":
+		c.UTF8Policy = telephone.UTF8Reject
+	case "replace":
+		c.UTF8Policy = telephone.UTF8Replace
+	default:
+		return fmt.Errorf("must be reject or replace, got %q", v)
+	}
+	return nil
+}
+
+func setOpsAddr(c *Config, v string) error {
+	c.OpsAddr = ""
+	if v == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("must be host:port (e.g. 127.0.0.1:9090 or :9090), got %q", v)
+	}
+	if _, err := parseInt(port, 0, 65535); err != nil {
+		return fmt.Errorf("port %s", err)
+	}
+	c.OpsAddr = v
+	return nil
+}
+
+func setLogLevel(c *Config, v string) error {
+	switch strings.ToLower(v) {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "", "info":
+		c.LogLevel = slog.LevelInfo
+	case "warn", "warning":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		return fmt.Errorf("must be debug, info, warn or error, got %q", v)
+	}
+	return nil
+}
+
+func setLogFormat(c *Config, v string) error {
+	switch f := strings.ToLower(v); f {
+	case "", "text", "json", "auto":
+		c.LogFormat = f
+	default:
+		return fmt.Errorf("must be text, json or auto, got %q", v)
+	}
+	return nil
+}

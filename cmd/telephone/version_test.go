@@ -1,0 +1,80 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestBuildInfo(t *testing.T) {
+	t.Parallel()
+	vcs := []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "0123456789abcdef0123"},
+		{Key: "vcs.time", Value: "2025-01-01T00:00:00Z"},
+		{Key: "vcs.modified", Value: "true"},
+	}
+	tests := []struct {
+		name     string
+		ld       string
+		bi       debug.BuildInfo
+		want     buildInfo
+		wantText string
+	}{
+		{"ldflags", "v1.2.3", debug.BuildInfo{GoVersion: "go1.26", Main: debug.Module{Version: "v0.9.0"}},
+			buildInfo{Version: "v1.2.3", GoVersion: "go1.26"}, "telephone v1.2.3 go1.26"},
+		{"go install", "dev", debug.BuildInfo{GoVersion: "go1.26", Main: debug.Module{Version: "v0.9.0"}},
+			buildInfo{Version: "v0.9.0", GoVersion: "go1.26"}, "telephone v0.9.0 go1.26"},
+		{"checkout", "dev", debug.BuildInfo{GoVersion: "go1.26", Main: debug.Module{Version: "(devel)"}, Settings: vcs},
+			buildInfo{Version: "dev", Commit: "0123456789abcdef0123", CommitAt: "2025-01-01T00:00:00Z", Modified: true, GoVersion: "go1.26"},
+			"telephone dev (commit 0123456789ab-dirty) go1.26"},
+		{"short commit", "dev", debug.BuildInfo{GoVersion: "go1.26", Settings: vcs[:1:1]},
+			buildInfo{Version: "dev", Commit: "0123456789abcdef0123", GoVersion: "go1.26"}, "telephone dev (commit 0123456789ab) go1.26"},
+	}
+	for _, tt := range tests {
+		got := fromBuildInfo(tt.ld, &tt.bi)
+		if got != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
+		}
+		if got.String() != tt.wantText {
+			t.Errorf("%s: %q, want %q", tt.name, got.String(), tt.wantText)
+		}
+	}
+	if v := readBuildInfo(); v.GoVersion == "" || v.Version == "" {
+		t.Errorf("readBuildInfo = %+v", v)
+	}
+}
+
+func TestVersionBinary(t *testing.T) {
+	t.Parallel()
+	p := startBinary(t, nil, "version")
+	if c := p.wait(t); c != 0 || !strings.HasPrefix(p.out.String(), "telephone ") {
+		t.Fatalf("version: %d %q", c, p.out)
+	}
+}
+
+func TestLoggerFormats(t *testing.T) {
+	t.Parallel()
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if isTerminal(f) {
+		t.Fatal("a regular file is not a terminal")
+	}
+	level := new(slog.LevelVar)
+	for _, tt := range []struct{ format, want string }{
+		{"json", `"msg":"hello"`},
+		{"auto", `"msg":"hello"`},
+		{"text", "INF hello"},
+	} {
+		buf := newLineBuf()
+		newLogger(buf, tt.format, level).Info("hello")
+		if !strings.Contains(buf.String(), tt.want) {
+			t.Errorf("%s: %q lacks %q", tt.format, buf, tt.want)
+		}
+	}
+}
