@@ -25,6 +25,7 @@ type session struct {
 	rejoin     chan struct{} // phx_error / phx_close seen for our join_ref
 	dead       chan struct{} // heartbeat acks stopped
 	refreshAck chan string   // refresh_token_ack pushes (older Plugboard versions)
+	leaving    atomic.Bool   // we sent phx_leave: the phx_close that follows is expected
 	sentBeats  atomic.Int64  // heartbeats sent
 	ackedBeats atomic.Int64  // value of sentBeats when the last heartbeat_ack arrived
 }
@@ -150,6 +151,7 @@ func (s *session) leave() {
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.o.connectTimeout)
 	defer cancel()
 	if s.ch.Joined() {
+		s.leaving.Store(true)
 		if err := s.ch.Leave(ctx); err != nil {
 			s.c.log.Warn("phx_leave failed", slog.Any("error", err))
 		}
@@ -177,6 +179,9 @@ func (s *session) handle(m phoenix.Message) {
 			}
 		}
 	case phoenix.EventError, phoenix.EventClose:
+		if s.leaving.Load() {
+			return
+		}
 		s.c.log.Warn("Plugboard ended the channel; re-joining", slog.String("event", m.Event))
 		select {
 		case s.rejoin <- struct{}{}:
