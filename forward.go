@@ -212,6 +212,7 @@ func (c *Client) dispatch(s *session, payload json.RawMessage) {
 		return
 	}
 	if !c.acquire() {
+		c.m.Rejected("shutdown")
 		c.reply(s, pr.RequestID, errorResponse(http.StatusServiceUnavailable, "Service Unavailable: telephone is shutting down"))
 		return
 	}
