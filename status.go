@@ -43,13 +43,21 @@ type LimitStatus struct {
 	Breaker         string // "closed", "open", "half-open" or "disabled"
 }
 
-// WSStatus reports proxied WebSocket connections.
+// WSStatus reports proxied WebSocket connections and their limits (WithWebSocketLimits).
 type WSStatus struct {
-	Open     int    // backend WebSockets open now
-	Max      int    // configured limit
-	Opened   uint64 // total opened
-	Rejected uint64 // ws_connect refused (limit reached or backend failure)
-	Overflow uint64 // connections closed because a send queue overflowed
+	Open        int           // backend WebSockets open now
+	Max         int           // concurrent connections allowed (handshaking and closing ones count)
+	MaxFrame    int64         // largest frame in bytes, either way
+	QueueBytes  int64         // per-connection queue of frames waiting for the backend, in bytes
+	IdleTimeout time.Duration // a connection without frames either way for this long is closed
+
+	Opened     uint64 // backend WebSockets opened since New
+	Rejected   uint64 // ws_connect refused by the telephone: limit reached, duplicate id, invalid path, shutting down
+	Failed     uint64 // backend handshakes that failed (ws_error sent)
+	Overflow   uint64 // connections closed with 1009 because a send queue overflowed
+	TooLarge   uint64 // connections closed with 1009 because an inbound frame exceeded MaxFrame
+	IdleClosed uint64 // connections closed with 1001 by the idle timeout
+	Checks     uint64 // ws_check pre-checks answered
 }
 
 // Status returns a snapshot of the Client's state.
