@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/verastack/telephone/internal/metrics"
+	"github.com/verastack/telephone/phoenix"
 )
 
 // buildHandler returns the handler that serves forwarded requests: the user's, or a reverse
@@ -112,6 +113,7 @@ func (t *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !idempotent[r.Method] {
 		return res, err
 	}
+	bo := phoenix.Backoff{Initial: t.backoff, Max: t.backoff << t.max}
 	for attempt := 0; attempt < t.max && err != nil && isConnError(err); attempt++ {
 		if !t.g.breakerAllows() {
 			return nil, err
@@ -126,7 +128,7 @@ func (t *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			}
 			r.Body = body
 		}
-		if werr := jitterWait(r.Context(), t.backoff<<attempt); werr != nil {
+		if werr := bo.Wait(r.Context()); werr != nil {
 			return nil, err
 		}
 		t.g.retried()
@@ -134,18 +136,6 @@ func (t *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		res, err = t.next.RoundTrip(r)
 	}
 	return res, err
-}
-
-// jitterWait waits a random duration in [d/2, d], or until ctx ends.
-func jitterWait(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d/2 + randDuration(d/2))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // breakerTransport counts backend results in the circuit breaker and fails fast while it is open.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
@@ -244,11 +243,4 @@ func (g *guard) status() LimitStatus {
 		RejectedSize: g.rejectedSize.Load(), RejectedBreaker: g.rejectedBreaker.Load(),
 		Duplicates: g.duplicates.Load(), Retries: g.retries.Load(), Breaker: g.breakerState(),
 	}
-}
-
-func randDuration(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d + 1)
 }

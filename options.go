@@ -432,8 +432,9 @@ func WithCircuitBreaker(failures uint32, openFor time.Duration) Option {
 }
 
 // WithRetries sets how often an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) is retried
-// after a connection error that happened before any response byte (default 2), with jittered
-// backoff starting at backoff (default 50 ms), within the request deadline. 0 disables retries.
+// after a connection error that happened before any response byte (default 2), with
+// exponential full-jitter backoff starting at backoff (default 50 ms), within the request
+// deadline. 0 disables retries.
 func WithRetries(max int, backoff time.Duration) Option {
 	return func(o *options) error {
 		if max < 0 || max > 10 {

@@ -94,40 +94,33 @@ func durSetting(name, flag string, def time.Duration, orig, live bool, help stri
 	return intSetting(name, flag, def.String(), orig, live, help, durField(field, min, max))
 }
 
-func durField(field func(*Config) *time.Duration, min, max time.Duration) func(*Config, string) error {
+// parsedField stores the value parse makes of a setting in the field get names; an empty
+// value stores the zero value (the default applies later).
+func parsedField[T any](get func(*Config) *T, parse func(string) (T, error)) func(*Config, string) error {
 	return func(c *Config, v string) error {
-		if v == "" {
-			*field(c) = 0
-			return nil
+		var x T
+		var err error
+		if v != "" {
+			x, err = parse(v)
 		}
-		d, err := parseDuration(v, min, max)
-		*field(c) = d
+		*get(c) = x
 		return err
 	}
+}
+
+func durField(field func(*Config) *time.Duration, min, max time.Duration) func(*Config, string) error {
+	return parsedField(field, func(v string) (time.Duration, error) { return parseDuration(v, min, max) })
 }
 
 func intField(field func(*Config) *int, min, max int64) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		if v == "" {
-			*field(c) = 0
-			return nil
-		}
+	return parsedField(field, func(v string) (int, error) {
 		n, err := parseInt(v, min, max)
-		*field(c) = int(n)
-		return err
-	}
+		return int(n), err
+	})
 }
 
 func int64Field(field func(*Config) *int64, min, max int64) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		if v == "" {
-			*field(c) = 0
-			return nil
-		}
-		n, err := parseInt(v, min, max)
-		*field(c) = n
-		return err
-	}
+	return parsedField(field, func(v string) (int64, error) { return parseInt(v, min, max) })
 }
 
 func setSecret(dst *string, v string, minLen int) error {
