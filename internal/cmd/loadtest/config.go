@@ -1,0 +1,294 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Scenario names.
+const (
+	scnSteady   = "steady"
+	scnSlow     = "slow"
+	scnLarge    = "large" // expanded to one scenario per size: large-10MiB, large-50MiB
+	scnBinary   = "binary"
+	scnBackend  = "backend-restart"
+	scnSockCut  = "socket-cut"
+	scnHerd     = "herd"
+	scnSoak     = "soak"
+	scnAll      = "all" // every scenario but soak
+	inProcLabel = "in-process"
+)
+
+// allScenarios is what "all" means, in run order.
+var allScenarios = []string{scnSteady, scnSlow, scnLarge, scnBinary, scnBackend, scnSockCut, scnHerd}
+
+// minHerd is the smallest herd whose reconnect spread says something: with full jitter, the
+// chance that n reconnects all fall within a quarter of INITIAL_BACKOFF is about n·(1/4)^(n-1),
+// 3·10⁻⁵ for 10 telephones.
+const minHerd = 10
+
+// errUsage marks a bad command line.
+var errUsage = errors.New("usage")
+
+// config is the harness configuration, from flags.
+type config struct {
+	scenarios        []string
+	duration         time.Duration // steady, binary (upper bound) and soak load phase
+	concurrency      int
+	maxRequests      int64
+	rate             float64 // steady and soak pacing; 0: as fast as possible (soak: soakRate)
+	chaosRate        float64
+	rateLimit        string
+	slowCount        int
+	slowDelay        time.Duration
+	largeSizes       []int64
+	largeConcurrency int
+	largeRequests    int64
+	memFactor        float64
+	binaryRequests   int64
+	chaosConcurrency int
+	warmup           time.Duration
+	outage           time.Duration
+	stableWindow     time.Duration
+	recoverBound     time.Duration
+	herd             int
+	initialBackoff   time.Duration
+	maxBackoff       time.Duration
+	soakSample       time.Duration
+	targets          []targetSpec
+	inProcess        bool
+	direct           bool
+	jsonOut          bool
+	progress         bool
+}
+
+// targetSpec names a telephone under test: in-process (path "") or a binary.
+type targetSpec struct {
+	label string
+	path  string
+	args  []string
+}
+
+func (t targetSpec) new() target {
+	if t.path == "" {
+		return newInProcess()
+	}
+	return newBinaryTarget(t.label, t.path, t.args)
+}
+
+func defaultConfig() config {
+	return config{
+		scenarios:        []string{scnAll},
+		duration:         10 * time.Second,
+		concurrency:      32,
+		slowCount:        1000,
+		slowDelay:        2 * time.Second,
+		largeSizes:       []int64{10 << 20, 50 << 20},
+		largeConcurrency: 2,
+		largeRequests:    8,
+		memFactor:        16,
+		binaryRequests:   500,
+		chaosConcurrency: 16,
+		chaosRate:        400,
+		warmup:           2 * time.Second,
+		outage:           2 * time.Second,
+		stableWindow:     2 * time.Second,
+		recoverBound:     20 * time.Second,
+		herd:             50,
+		initialBackoff:   time.Second,
+		maxBackoff:       10 * time.Second,
+		soakSample:       30 * time.Second,
+		inProcess:        true,
+		direct:           true,
+		progress:         true,
+	}
+}
+
+// parseFlags parses the command line into a config. Errors wrap errUsage.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	c := defaultConfig()
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var scenarios, sizes string
+	fs.StringVar(&scenarios, "scenario", scnAll, "comma-separated scenarios: "+strings.Join(append(slices.Clone(allScenarios), scnSoak, scnAll), ", "))
+	fs.DurationVar(&c.duration, "duration", c.duration, "load phase of steady and soak (upper bound of binary)")
+	fs.IntVar(&c.concurrency, "concurrency", c.concurrency, "concurrent callers of steady, binary and soak")
+	fs.Int64Var(&c.maxRequests, "max-requests", 0, "stop steady and soak after this many requests (0: duration only)")
+	fs.Float64Var(&c.rate, "rate", 0, "steady and soak: requests per second in total (0: as fast as possible; soak default 500)")
+	fs.Float64Var(&c.chaosRate, "chaos-rate", c.chaosRate, "requests per second in total during backend-restart and socket-cut")
+	fs.StringVar(&c.rateLimit, "rate-limit", "", "telephone's own rate limit: off, or requests/s (default: telephone's default, 1000/s burst 2000); binaries get RATE_LIMIT/RATE_BURST, outside the original variables")
+	fs.IntVar(&c.slowCount, "slow-count", c.slowCount, "concurrent slow requests")
+	fs.DurationVar(&c.slowDelay, "slow-delay", c.slowDelay, "backend delay of each slow request")
+	fs.StringVar(&sizes, "large-sizes", "10MiB,50MiB", "response sizes of the large scenarios (B, KiB, MiB)")
+	fs.IntVar(&c.largeConcurrency, "large-concurrency", c.largeConcurrency, "concurrent large requests")
+	fs.Int64Var(&c.largeRequests, "large-requests", c.largeRequests, "large requests per size")
+	fs.Float64Var(&c.memFactor, "mem-factor", c.memFactor, "large: peak RSS growth must stay below mem-factor × size × concurrency")
+	fs.Int64Var(&c.binaryRequests, "binary-requests", c.binaryRequests, "requests of the binary-body scenario")
+	fs.IntVar(&c.chaosConcurrency, "chaos-concurrency", c.chaosConcurrency, "concurrent callers during backend-restart and socket-cut")
+	fs.DurationVar(&c.warmup, "warmup", c.warmup, "load before a fault is injected")
+	fs.DurationVar(&c.outage, "outage", c.outage, "how long the backend stays down")
+	fs.DurationVar(&c.stableWindow, "stable-window", c.stableWindow, "failure-free time that ends a chaos scenario after recovery")
+	fs.DurationVar(&c.recoverBound, "recover-bound", c.recoverBound, "recovery must happen within this time")
+	fs.IntVar(&c.herd, "herd", c.herd, "telephones reconnecting at once in the herd scenario")
+	fs.DurationVar(&c.initialBackoff, "initial-backoff", c.initialBackoff, "INITIAL_BACKOFF of the telephones")
+	fs.DurationVar(&c.maxBackoff, "max-backoff", c.maxBackoff, "MAX_BACKOFF of the telephones")
+	fs.DurationVar(&c.soakSample, "soak-sample", c.soakSample, "how often soak samples the telephone's memory")
+	fs.Func("binary", "telephone binary to test as a child process, [LABEL=]PATH; repeat or comma-separate to compare builds", c.addBinaries)
+	fs.BoolVar(&c.inProcess, "inprocess", true, "also test the in-process telephone.Client")
+	fs.BoolVar(&c.direct, "direct", true, "send the same load straight to the backend for the ratio")
+	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of the table")
+	fs.BoolVar(&c.progress, "progress", true, "log progress to stderr")
+	if err := fs.Parse(args); err != nil {
+		return c, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	return c, c.finish(scenarios, sizes)
+}
+
+// addBinaries adds [LABEL=]PATH entries, comma-separated.
+func (c *config) addBinaries(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		label, path, ok := strings.Cut(item, "=")
+		if !ok {
+			label, path = "bin:"+filepath.Base(item), item
+		}
+		if path == "" || label == "" {
+			return fmt.Errorf("bad --binary %q: want [LABEL=]PATH", item)
+		}
+		c.targets = append(c.targets, targetSpec{label: label, path: path})
+	}
+	return nil
+}
+
+// finish validates the config and resolves the scenario list and the targets.
+func (c *config) finish(scenarios, sizes string) error {
+	var err error
+	if c.scenarios, err = parseScenarios(scenarios); err != nil {
+		return err
+	}
+	if c.largeSizes, err = parseSizes(sizes); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if err := parseRateLimit(c.rateLimit); err != nil {
+		return err
+	}
+	if c.inProcess {
+		c.targets = append([]targetSpec{{label: inProcLabel}}, c.targets...)
+	}
+	if len(c.targets) == 0 {
+		return fmt.Errorf("%w: nothing to test (--inprocess=false and no --binary)", errUsage)
+	}
+	seen := map[string]bool{}
+	for _, t := range c.targets {
+		if seen[t.label] {
+			return fmt.Errorf("%w: two targets labelled %q: use LABEL=PATH", errUsage, t.label)
+		}
+		seen[t.label] = true
+	}
+	return nil
+}
+
+func (c *config) validate() error {
+	checks := []struct {
+		ok  bool
+		msg string
+	}{
+		{c.duration > 0, "--duration must be positive"},
+		{c.concurrency >= 1 && c.concurrency <= 10_000, "--concurrency must be between 1 and 10000"},
+		{c.maxRequests >= 0, "--max-requests must not be negative"},
+		{c.rate >= 0 && c.chaosRate >= 0, "--rate and --chaos-rate must not be negative"},
+		{c.slowCount >= 1 && c.slowCount <= 10_000, "--slow-count must be between 1 and 10000"},
+		{c.slowDelay >= 0 && c.slowDelay <= 5*time.Minute, "--slow-delay must be between 0 and 5m"},
+		{c.largeConcurrency >= 1 && c.largeConcurrency <= 64, "--large-concurrency must be between 1 and 64"},
+		{c.largeRequests >= 1, "--large-requests must be positive"},
+		{c.memFactor > 0, "--mem-factor must be positive"},
+		{c.binaryRequests >= 1, "--binary-requests must be positive"},
+		{c.chaosConcurrency >= 1 && c.chaosConcurrency <= 10_000, "--chaos-concurrency must be between 1 and 10000"},
+		{c.warmup > 0 && c.outage > 0 && c.stableWindow > 0 && c.recoverBound > 0, "--warmup, --outage, --stable-window and --recover-bound must be positive"},
+		{c.herd >= minHerd && c.herd <= 1000, "--herd must be between 10 and 1000 (fewer make the spread check a coin toss)"},
+		{c.initialBackoff > 0 && c.maxBackoff >= c.initialBackoff, "--initial-backoff must be positive and at most --max-backoff"},
+		{c.soakSample > 0, "--soak-sample must be positive"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return fmt.Errorf("%w: %s", errUsage, ch.msg)
+		}
+	}
+	return nil
+}
+
+// parseScenarios expands "all" and checks every name.
+func parseScenarios(v string) ([]string, error) {
+	var out []string
+	for _, name := range strings.Split(v, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == scnAll:
+			out = append(out, allScenarios...)
+		case name == scnSoak || slices.Contains(allScenarios, name):
+			out = append(out, name)
+		default:
+			return nil, fmt.Errorf("%w: unknown scenario %q", errUsage, name)
+		}
+	}
+	return out, nil
+}
+
+// parseSizes parses a comma-separated list of sizes such as "10MiB,512KiB,100".
+func parseSizes(v string) ([]int64, error) {
+	var out []int64
+	for _, s := range strings.Split(v, ",") {
+		n, err := parseSize(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = rest, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 || n > maxLargeSize/mult {
+		return 0, fmt.Errorf("%w: bad size %q (want 1B to 1024MiB)", errUsage, s)
+	}
+	return n * mult, nil
+}
+
+// sizeName is the short name of a size: 10MiB, 512KiB or 100B.
+func sizeName(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	default:
+		return fmt.Sprintf("%dB", n)
+	}
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/verastack/telephone/internal/plugtoken"
+	"github.com/verastack/telephone/telephonetest"
+)
+
+// plugboard is the devserver: a telephonetest.Server on a loopback listener. Its handler is
+// wrapped to log every telephone socket connect per path (for the reconnect spread). The
+// caller must Close it.
+type plugboard struct {
+	srv   *telephonetest.Server
+	hs    *http.Server
+	conns *connLog
+	wg    sync.WaitGroup // joins the Serve goroutine
+}
+
+// startPlugboard serves a telephonetest.Server on 127.0.0.1 with the given caller-side
+// request timeout (0: the server's default, 60 s).
+func startPlugboard(requestTimeout time.Duration) (*plugboard, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("devserver: %w", err)
+	}
+	// telephonetest.Serve derives its URLs from the listener's address; it gets an idle stand-in
+	// so that the wrapped handler below serves the real listener.
+	idle := newIdleListener(ln.Addr())
+	p := &plugboard{
+		srv:   telephonetest.Serve(idle, telephonetest.WithRequestTimeout(requestTimeout)),
+		conns: newConnLog(),
+	}
+	p.hs = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	p.wg.Go(func() { _ = p.hs.Serve(ln) })
+	return p, nil
+}
+
+// ServeHTTP logs telephone socket connects, then hands every request to the server.
+func (p *plugboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/telephone/websocket" {
+		if c, err := plugtoken.Parse(r.URL.Query().Get("token")); err == nil {
+			p.conns.add(c.PathID, time.Now())
+		}
+	}
+	p.srv.Handler().ServeHTTP(w, r)
+}
+
+// Close closes every telephone socket (1001), fails waiting callers and stops serving.
+func (p *plugboard) Close() {
+	p.srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if p.hs.Shutdown(ctx) != nil {
+		_ = p.hs.Close()
+	}
+	p.wg.Wait()
+}
+
+// idleListener is a net.Listener that accepts nothing until it is closed.
+type idleListener struct {
+	addr net.Addr
+	once sync.Once
+	done chan struct{}
+}
+
+func newIdleListener(addr net.Addr) *idleListener {
+	return &idleListener{addr: addr, done: make(chan struct{})}
+}
+
+func (l *idleListener) Accept() (net.Conn, error) {
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *idleListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *idleListener) Addr() net.Addr { return l.addr }
+
+// connLog records when each path's telephones opened a socket. Safe for concurrent use.
+type connLog struct {
+	mu      sync.Mutex // guards byPath and changed
+	byPath  map[string][]time.Time
+	changed chan struct{} // closed and replaced on every add
+}
+
+func newConnLog() *connLog {
+	return &connLog{byPath: make(map[string][]time.Time), changed: make(chan struct{})}
+}
+
+func (c *connLog) add(pathID string, t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byPath[pathID] = append(c.byPath[pathID], t)
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// firstAfter returns the first connect of pathID at or after t.
+func (c *connLog) firstAfter(pathID string, t time.Time) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, at := range c.byPath[pathID] {
+		if !at.Before(t) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// waitAfter waits for the first connect of pathID at or after t.
+func (c *connLog) waitAfter(ctx context.Context, pathID string, t time.Time) (time.Time, error) {
+	for {
+		c.mu.Lock()
+		ch := c.changed
+		c.mu.Unlock()
+		if at, ok := c.firstAfter(pathID, t); ok {
+			return at, nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-ch:
+		}
+	}
+}

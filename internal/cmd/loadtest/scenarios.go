@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/verastack/telephone/telephonetest"
+)
+
+// runner runs the configured scenarios against every target.
+type runner struct {
+	cfg config
+	log io.Writer // progress lines; io.Discard when off
+}
+
+// joinTimeout bounds how long telephones may take to join after they start.
+const joinTimeout = 30 * time.Second
+
+// stopTimeout bounds a target's graceful stop.
+const stopTimeout = 15 * time.Second
+
+// run runs every scenario in order and returns every row.
+func (r *runner) run(ctx context.Context) []*result {
+	var out []*result
+	for _, name := range r.cfg.scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		out = append(out, r.scenario(ctx, name)...)
+	}
+	return out
+}
+
+func (r *runner) scenario(ctx context.Context, name string) []*result {
+	switch name {
+	case scnSteady:
+		return r.loadScenario(ctx, r.steadyPlan())
+	case scnSlow:
+		return r.loadScenario(ctx, r.slowPlan())
+	case scnLarge:
+		var out []*result
+		for _, size := range r.cfg.largeSizes {
+			out = append(out, r.loadScenario(ctx, r.largePlan(size))...)
+		}
+		return out
+	case scnBinary:
+		return r.loadScenario(ctx, r.binaryPlan())
+	case scnSoak:
+		return r.perTarget(ctx, r.soak)
+	case scnBackend:
+		return r.perTarget(ctx, r.backendRestart)
+	case scnSockCut:
+		return r.perTarget(ctx, r.socketCut)
+	default: // scnHerd; names were validated by parseScenarios
+		return r.perTarget(ctx, r.herd)
+	}
+}
+
+func (r *runner) perTarget(ctx context.Context, f func(context.Context, targetSpec) *result) []*result {
+	var out []*result
+	for _, t := range r.cfg.targets {
+		res := f(ctx, t)
+		r.progress("%s / %s: %s", res.Scenario, res.Target, passWord(res.Pass))
+		out = append(out, res)
+	}
+	return out
+}
+
+func (r *runner) progress(format string, args ...any) {
+	fmt.Fprintf(r.log, "loadtest: "+format+"\n", args...)
+}
+
+// baseEnv returns the telephone settings of every scenario.
+func (r *runner) baseEnv() targetEnv {
+	env := defaultTargetEnv()
+	env.InitialBackoff, env.MaxBackoff = r.cfg.initialBackoff, r.cfg.maxBackoff
+	env.RateLimit = r.cfg.rateLimit
+	return env
+}
+
+// session is one scenario's world: a backend, a devserver and the telephones under test,
+// one per minted token (each its own path).
+type session struct {
+	backend *testBackend
+	pb      *plugboard
+	tgt     target
+	tokens  []telephonetest.Token
+}
+
+// open starts a backend, a devserver and n telephones of ts, and waits until all joined.
+func (r *runner) open(ctx context.Context, ts targetSpec, n int, env targetEnv) (*session, error) {
+	runtime.GC()
+	debug.FreeOSMemory() // leftovers of the previous scenario must not count
+	s := &session{}
+	var err error
+	if s.backend, err = startBackend("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	if s.pb, err = startPlugboard(env.RequestTimeout + 30*time.Second); err != nil {
+		s.backend.Close()
+		return nil, err
+	}
+	env.SocketURL, env.Backend = s.pb.srv.SocketURL(), s.backend.addr
+	for range n {
+		tok, err := s.pb.srv.Mint("", 0)
+		if err != nil {
+			s.closeWorld()
+			return nil, err
+		}
+		s.tokens = append(s.tokens, tok)
+		env.Tokens = append(env.Tokens, tok.Token)
+	}
+	s.tgt = ts.new()
+	if err := s.tgt.Start(ctx, env); err != nil {
+		_ = s.close()
+		return nil, err
+	}
+	if err := s.waitJoined(ctx); err != nil {
+		diag := s.tgt.Diag()
+		_ = s.close()
+		return nil, fmt.Errorf("%w (%s)", err, diag)
+	}
+	return s, nil
+}
+
+// waitJoined waits until every telephone has joined, failing early when one stops.
+func (s *session) waitJoined(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	for i, tok := range s.tokens {
+		for {
+			step, stop := context.WithTimeout(ctx, 100*time.Millisecond)
+			err := s.pb.srv.WaitJoined(step, tok.PathID, 1)
+			stop()
+			if err == nil {
+				break
+			}
+			if aerr := s.tgt.Alive(); aerr != nil {
+				return fmt.Errorf("telephone %d did not join: %w", i, aerr)
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("telephone %d did not join within %v: %w", i, joinTimeout, err)
+			}
+		}
+	}
+	return nil
+}
+
+// callURL returns the HTTP front URL of telephone i's path.
+func (s *session) callURL(i int) string { return s.pb.srv.CallURL(s.tokens[i].PathID) }
+
+// close stops the telephones, then the devserver and the backend.
+func (s *session) close() error {
+	var err error
+	if s.tgt != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		err = s.tgt.Stop(ctx)
+		cancel()
+	}
+	s.closeWorld()
+	return err
+}
+
+func (s *session) closeWorld() {
+	s.pb.Close()
+	s.backend.Close()
+}
+
+// loadPlan is a scenario that is one bounded load run: against the backend directly (the
+// baseline) and through each target.
+type loadPlan struct {
+	name     string
+	path     string // backend path and query
+	spec     loadSpec
+	env      func(*targetEnv) // adjusts the telephone settings (nil: none)
+	tunnel   int              // the status every tunnelled request must get
+	alsoOK   []int            // other statuses a tunnelled request may get
+	direct   int              // the status every direct request must get
+	judge    func(*result, *loadResult, targetSpec)
+	n        int // telephones (paths); requests go to the first
+	noDirect bool
+}
+
+func (r *runner) loadScenario(ctx context.Context, p loadPlan) []*result {
+	var out []*result
+	var direct *result
+	if r.cfg.direct && !p.noDirect {
+		direct = r.directRun(ctx, p)
+		r.progress("%s / direct: %.0f req/s", p.name, direct.RPS)
+		out = append(out, direct)
+	}
+	for _, t := range r.cfg.targets {
+		res := r.targetRun(ctx, p, t)
+		res.addRatio(direct)
+		r.progress("%s / %s: %.0f req/s %s", p.name, t.label, res.RPS, passWord(res.Pass))
+		out = append(out, res)
+	}
+	return out
+}
+
+func (r *runner) directRun(ctx context.Context, p loadPlan) *result {
+	b, err := startBackend("127.0.0.1:0")
+	if err != nil {
+		res := newResult(p.name, "direct", nil)
+		res.fail("setup", err)
+		return res
+	}
+	defer b.Close()
+	spec := p.spec
+	spec.url = b.URL() + p.path
+	lr := runLoad(ctx, spec, nil)
+	res := newResult(p.name, "direct", lr)
+	judgeStatuses(res, lr, p.direct)
+	return res
+}
+
+func (r *runner) targetRun(ctx context.Context, p loadPlan, ts targetSpec) *result {
+	env := r.baseEnv()
+	if p.env != nil {
+		p.env(&env)
+	}
+	s, err := r.open(ctx, ts, max(p.n, 1), env)
+	if err != nil {
+		res := newResult(p.name, ts.label, nil)
+		res.fail("setup", err)
+		return res
+	}
+	spec := p.spec
+	spec.url = s.callURL(0) + p.path
+	before, _ := s.tgt.Usage()
+	lr := runLoad(ctx, spec, nil)
+	after, uerr := s.tgt.Usage()
+	res := newResult(p.name, ts.label, lr)
+	if uerr == nil {
+		res.addUsage(before, after, s.tgt.Scope())
+	} else {
+		res.note("CPU/RSS unavailable: %v", uerr)
+	}
+	judgeStatuses(res, lr, p.tunnel, p.alsoOK...)
+	if p.judge != nil {
+		p.judge(res, lr, ts)
+	}
+	stopped(res, s.close())
+	return res
+}
+
+// stopped records whether the telephones stopped cleanly.
+func stopped(res *result, err error) {
+	res.check("clean stop", err == nil, "%v", errOrNone(err))
+}
+
+func errOrNone(err error) string {
+	if err == nil {
+		return "stopped gracefully"
+	}
+	return err.Error()
+}
+
+// judgeStatuses checks that every request got the wanted status (or one of alsoOK) and a
+// complete body, and that at least one got the wanted status.
+func judgeStatuses(res *result, lr *loadResult, want int, alsoOK ...int) {
+	lost := lr.lostCount()
+	res.check("no request lost", lost == 0, "%d of %d requests got no HTTP status", lost, lr.requests)
+	other := lr.requests - lost - lr.statuses[want]
+	name := "status " + strconv.Itoa(want)
+	for _, code := range alsoOK {
+		other -= lr.statuses[code]
+		name += " or " + strconv.Itoa(code)
+	}
+	res.check(name, other == 0 && lr.statuses[want] > 0, "%d of %d requests got another status", other, lr.requests)
+	res.check("bodies complete", lr.badBody == 0, "%d bodies incomplete or wrong", lr.badBody)
+}
+
+// limiterStatuses returns the statuses telephone's own rate limiter may answer: 429 unless
+// the limit is off.
+func (r *runner) limiterStatuses() []int {
+	if r.cfg.rateLimit == rateOff {
+		return nil
+	}
+	return []int{http.StatusTooManyRequests}
+}
+
+// noteGoodput notes the rate of 200s when the limiter answered some requests with 429.
+func noteGoodput(res *result, lr *loadResult) {
+	if n := lr.statuses[http.StatusTooManyRequests]; n > 0 {
+		res.note("%d requests got 429 from telephone's rate limiter (default 1000 req/s, burst 2000; --rate-limit off to lift it): %.0f successful req/s",
+			n, perSecond(lr.statuses[http.StatusOK], lr.elapsed))
+	}
+}
+
+// expectSmall accepts a 200 with the small body, and any other status (judged elsewhere).
+func expectSmall(status int, n int64) bool {
+	return status != http.StatusOK || n == int64(len(smallBody))
+}
+
+func (r *runner) steadyPlan() loadPlan {
+	return loadPlan{
+		name: scnSteady, path: pathSmall, tunnel: http.StatusOK, direct: http.StatusOK, alsoOK: r.limiterStatuses(),
+		judge: func(res *result, lr *loadResult, _ targetSpec) { noteGoodput(res, lr) },
+		spec: loadSpec{
+			concurrency: r.cfg.concurrency, duration: r.cfg.duration, maxRequests: r.cfg.maxRequests,
+			rate: r.cfg.rate, timeout: 30 * time.Second, expect: expectSmall,
+		},
+	}
+}
+
+func (r *runner) slowPlan() loadPlan {
+	n := r.cfg.slowCount
+	return loadPlan{
+		name: scnSlow, path: pathSlow + "?ms=" + strconv.FormatInt(r.cfg.slowDelay.Milliseconds(), 10),
+		tunnel: http.StatusOK, direct: http.StatusOK,
+		spec: loadSpec{concurrency: n, maxRequests: int64(n), timeout: r.cfg.slowDelay + time.Minute},
+		env: func(e *targetEnv) {
+			e.RequestTimeout = max(e.RequestTimeout, r.cfg.slowDelay+30*time.Second)
+			e.MaxConcurrent = n
+		},
+		judge: func(res *result, lr *loadResult, _ targetSpec) {
+			over := lr.latency.Quantile(0.5) - r.cfg.slowDelay
+			res.note("%d requests at once, backend delay %v: median overhead %v, max latency %v", n, r.cfg.slowDelay, over.Round(time.Millisecond), lr.latency.Max().Round(time.Millisecond))
+		},
+	}
+}
+
+func (r *runner) largePlan(size int64) loadPlan {
+	conc := r.cfg.largeConcurrency
+	return loadPlan{
+		name: "large-" + sizeName(size), path: pathLarge + "?size=" + strconv.FormatInt(size, 10),
+		tunnel: http.StatusOK, direct: http.StatusOK,
+		spec: loadSpec{
+			concurrency: conc, maxRequests: r.cfg.largeRequests, timeout: 5 * time.Minute,
+			expect: func(status int, n int64) bool { return status != http.StatusOK || n == size },
+		},
+		env: func(e *targetEnv) {
+			e.MaxResponseSize = max(e.MaxResponseSize, size+int64(e.ChunkSize))
+			e.RequestTimeout = max(e.RequestTimeout, 2*time.Minute)
+		},
+		judge: func(res *result, _ *loadResult, _ targetSpec) {
+			inFlight := float64(size) * float64(conc)
+			bound := int64(r.cfg.memFactor * inFlight)
+			res.check("memory bound", res.PeakRSS > 0 && res.RSSGrowth < bound,
+				"peak RSS growth %s (%.1f × size × concurrency) < %g × %s × %d = %s",
+				fmtBytes(res.RSSGrowth), float64(res.RSSGrowth)/inFlight, r.cfg.memFactor, sizeName(size), conc, fmtBytes(bound))
+		},
+	}
+}
+
+func (r *runner) binaryPlan() loadPlan {
+	return loadPlan{
+		name: scnBinary, path: pathBinary, tunnel: http.StatusBadGateway, direct: http.StatusOK,
+		spec: loadSpec{
+			concurrency: min(r.cfg.concurrency, 8), duration: r.cfg.duration, maxRequests: r.cfg.binaryRequests,
+			timeout: 30 * time.Second,
+			expect:  func(status int, n int64) bool { return status != http.StatusOK || n == binarySize },
+		},
+		judge: func(res *result, _ *loadResult, _ targetSpec) {
+			res.note("a body that is not UTF-8 cannot travel in a JSON string: 502 is the expected status through the tunnel")
+		},
+	}
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
