@@ -20,8 +20,11 @@ const (
 	pathBinary = "/binary" // bytes that are not valid UTF-8 (cannot cross Plugboard: 502)
 )
 
-// smallBody is the body of /small.
-const smallBody = "hello from the loadtest backend\n"
+// smallBody is the body of /small, slowBody the body of /slow.
+const (
+	smallBody = "hello from the loadtest backend\n"
+	slowBody  = "slow\n"
+)
 
 // maxLargeSize bounds /large so that a typo cannot exhaust memory downstream (1 GiB).
 const maxLargeSize = 1 << 30
@@ -181,7 +184,7 @@ func serveSlow(w http.ResponseWriter, r *http.Request) {
 	case <-t.C:
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("slow\n"))
+	_, _ = w.Write([]byte(slowBody))
 }
 
 // binaryBody returns binarySize bytes that are not valid UTF-8.

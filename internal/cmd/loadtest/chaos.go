@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,12 +103,15 @@ type chaosRun struct {
 	lr    *loadResult
 }
 
-// startChaosLoad starts steady small requests against url in the background.
-func (r *runner) startChaosLoad(ctx context.Context, url string) *chaosRun {
+// startChaosLoad starts steady requests to the telephone's /slow endpoint (with the
+// configured backend delay, so that some are in flight when the fault hits) in the background.
+func (r *runner) startChaosLoad(ctx context.Context, s *session) *chaosRun {
 	c := &chaosRun{begin: time.Now(), mon: newRecoveryMonitor(), stop: make(chan struct{}), done: make(chan struct{})}
 	spec := loadSpec{
-		url: url, begin: c.begin, concurrency: r.cfg.chaosConcurrency, rate: r.cfg.chaosRate, timeout: time.Minute,
-		keepSamples: true, expect: expectSmall, onResult: c.mon.observe,
+		url:   s.callURL(0) + pathSlow + "?ms=" + strconv.FormatInt(r.cfg.chaosDelay.Milliseconds(), 10),
+		begin: c.begin, concurrency: r.cfg.chaosConcurrency, rate: r.cfg.chaosRate, timeout: time.Minute,
+		keepSamples: true, onResult: c.mon.observe,
+		expect: func(status int, n int64) bool { return status != http.StatusOK || n == int64(len(slowBody)) },
 	}
 	go func() { // owned by c; joined by finish through c.done
 		c.lr = runLoad(ctx, spec, c.stop)
@@ -147,7 +151,7 @@ func (r *runner) backendRestart(ctx context.Context, ts targetSpec) *result {
 		res.fail("setup", err)
 		return res
 	}
-	run := r.startChaosLoad(ctx, s.callURL(0)+pathSmall)
+	run := r.startChaosLoad(ctx, s)
 	before, _ := s.tgt.Usage()
 	_ = sleepCtx(ctx, r.cfg.warmup)
 	kill := run.now()
@@ -184,7 +188,7 @@ func (r *runner) socketCut(ctx context.Context, ts targetSpec) *result {
 		res.fail("setup", err)
 		return res
 	}
-	run := r.startChaosLoad(ctx, s.callURL(0)+pathSmall)
+	run := r.startChaosLoad(ctx, s)
 	before, _ := s.tgt.Usage()
 	_ = sleepCtx(ctx, r.cfg.warmup)
 	cutAt := time.Now()

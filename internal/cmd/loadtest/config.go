@@ -45,6 +45,7 @@ type config struct {
 	maxRequests      int64
 	rate             float64 // steady and soak pacing; 0: as fast as possible (soak: soakRate)
 	chaosRate        float64
+	chaosDelay       time.Duration
 	rateLimit        string
 	slowCount        int
 	slowDelay        time.Duration
@@ -97,6 +98,7 @@ func defaultConfig() config {
 		binaryRequests:   500,
 		chaosConcurrency: 16,
 		chaosRate:        400,
+		chaosDelay:       20 * time.Millisecond,
 		warmup:           2 * time.Second,
 		outage:           2 * time.Second,
 		stableWindow:     2 * time.Second,
@@ -132,6 +134,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.memFactor, "mem-factor", c.memFactor, "large: peak RSS growth must stay below mem-factor × size × concurrency")
 	fs.Int64Var(&c.binaryRequests, "binary-requests", c.binaryRequests, "requests of the binary-body scenario")
 	fs.IntVar(&c.chaosConcurrency, "chaos-concurrency", c.chaosConcurrency, "concurrent callers during backend-restart and socket-cut")
+	fs.DurationVar(&c.chaosDelay, "chaos-delay", c.chaosDelay, "backend delay of each request during backend-restart and socket-cut (requests in flight meet the fault)")
 	fs.DurationVar(&c.warmup, "warmup", c.warmup, "load before a fault is injected")
 	fs.DurationVar(&c.outage, "outage", c.outage, "how long the backend stays down")
 	fs.DurationVar(&c.stableWindow, "stable-window", c.stableWindow, "failure-free time that ends a chaos scenario after recovery")
@@ -220,6 +223,7 @@ func (c *config) validate() error {
 		{c.memFactor > 0, "--mem-factor must be positive"},
 		{c.binaryRequests >= 1, "--binary-requests must be positive"},
 		{c.chaosConcurrency >= 1 && c.chaosConcurrency <= 10_000, "--chaos-concurrency must be between 1 and 10000"},
+		{c.chaosDelay >= 0 && c.chaosDelay <= time.Minute, "--chaos-delay must be between 0 and 1m"},
 		{c.warmup > 0 && c.outage > 0 && c.stableWindow > 0 && c.recoverBound > 0, "--warmup, --outage, --stable-window and --recover-bound must be positive"},
 		{c.herd >= minHerd && c.herd <= 1000, "--herd must be between 10 and 1000 (fewer make the spread check a coin toss)"},
 		{c.initialBackoff > 0 && c.maxBackoff >= c.initialBackoff, "--initial-backoff must be positive and at most --max-backoff"},

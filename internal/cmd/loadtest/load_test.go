@@ -50,7 +50,7 @@ func TestBackendEndpoints(t *testing.T) {
 		body func([]byte) bool
 	}{
 		{pathSmall, http.StatusOK, func(b []byte) bool { return string(b) == smallBody }},
-		{pathSlow + "?ms=1", http.StatusOK, func(b []byte) bool { return string(b) == "slow\n" }},
+		{pathSlow + "?ms=1", http.StatusOK, func(b []byte) bool { return string(b) == slowBody }},
 		{pathBinary, http.StatusOK, func(b []byte) bool { return len(b) == binarySize && !utf8.Valid(b) }},
 		{pathLarge + "?size=-1", http.StatusBadRequest, nil},
 		{pathLarge + "?size=99999999999", http.StatusBadRequest, nil},
