@@ -220,7 +220,8 @@ func (c *Client) dispatch(s *session, payload json.RawMessage) {
 	if rej != nil {
 		c.release()
 		if rej.res != nil {
-			log.Warn("request rejected", slog.String("reason", rej.reason))
+			// Debug, not Warn: a flood must not become a log flood; metrics and Status count them.
+			log.Debug("request rejected", slog.String("reason", rej.reason))
 			c.reply(s, pr.RequestID, rej.res)
 		}
 		return
@@ -249,7 +250,7 @@ func (c *Client) serve(s *session, pr *proxyReq, t *ticket, log *slog.Logger) {
 		})
 	}
 	if rej := t.wait(ctx); rej != nil {
-		log.Warn("request rejected", slog.String("reason", rej.reason))
+		log.Debug("request rejected", slog.String("reason", rej.reason))
 		send(rej.res)
 		return
 	}
