@@ -19,7 +19,6 @@ import (
 
 	"github.com/verastack/telephone"
 	"github.com/verastack/telephone/telephonetest"
-	"github.com/verastack/telephone/tokenstore"
 )
 
 func TestMain(m *testing.M) {
@@ -361,33 +360,6 @@ func TestRefusedTokenStopsRun(t *testing.T) {
 	}
 }
 
-func TestRefusedStoredTokenFallsBackToConfigured(t *testing.T) {
-	t.Parallel()
-	srv := telephonetest.NewServer()
-	defer srv.Close()
-	path := telephonetest.NewPathID()
-	old, _ := srv.Mint(path, time.Hour)
-	time.Sleep(1100 * time.Millisecond) // a newer iat for the stored token
-	newer, _ := srv.Mint(path, time.Hour)
-	srv.Revoke(newer.ID)
-	store := tokenstore.NewMemory()
-	if err := store.Save(context.Background(), newer.Token, newer.ExpiresAt); err != nil {
-		t.Fatal(err)
-	}
-	c, _ := telephone.New(srv.SocketURL(), telephone.WithToken(old.Token), telephone.WithTokenStore(store),
-		telephone.WithHandler(http.NotFoundHandler()))
-	go func() { _ = c.Run(context.Background()) }()
-	defer func() { _ = c.Shutdown(context.Background()) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.WaitJoined(ctx, path, 1); err != nil {
-		t.Fatalf("did not fall back to the configured token: %v", err)
-	}
-	if st := c.Status(); st.TokenID != tokenID(t, old.Token) {
-		t.Errorf("token in use %q", st.TokenID)
-	}
-}
-
 func TestShutdownUnderLoadCompletesInFlight(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{}, 100)
@@ -470,7 +442,7 @@ func TestStatusReportsSession(t *testing.T) {
 	tn := startTunnel(t, nil, telephone.WithHandler(http.NotFoundHandler()), telephone.WithHeartbeat(20*time.Millisecond, 3))
 	waitFor(t, func() bool { return !tn.client.Status().LastAck.IsZero() })
 	st := tn.client.Status()
-	if !st.Connected || !st.Joined || st.PathID != tn.tok.PathID || st.Path != "/"+tn.tok.PathID ||
+	if !st.Connected || !st.Joined || st.PathID != tn.tok.PathID || st.Path != "/"+tn.tok.PathID || st.TokenID != tokenID(t, tn.tok.Token) ||
 		!st.TokenExpiry.Equal(tn.tok.ExpiresAt.Truncate(time.Second)) || st.InFlight != 0 {
 		t.Errorf("status = %+v", st)
 	}
@@ -570,5 +542,12 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestParseTokenRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	if _, err := telephone.ParseToken("not.a.jwt"); !errors.Is(err, telephone.ErrInvalidToken) {
+		t.Fatalf("ParseToken = %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/verastack/telephone/internal/plugtoken"
 	"github.com/verastack/telephone/phoenix"
 	"github.com/verastack/telephone/tokenstore"
+	"github.com/verastack/telephone/transport"
 )
 
 var errMemClosed = errors.New("memconn: closed")
@@ -67,6 +68,7 @@ type fakePlugboard struct {
 	// refresh decides the answer to the n-th refresh_token (1-based): "reply", "push",
 	// "revoked" or "error".
 	refresh func(n int) string
+	refuse  map[string]bool // tokens answered with HTTP 403
 
 	mu        sync.Mutex
 	refreshes int
@@ -95,7 +97,13 @@ func (f *fakePlugboard) mint(life time.Duration) string {
 	return tok
 }
 
-func (f *fakePlugboard) dial(context.Context, string) (phoenix.Conn, error) {
+func (f *fakePlugboard) dial(_ context.Context, token string) (phoenix.Conn, error) {
+	f.mu.Lock()
+	refused := f.refuse[token]
+	f.mu.Unlock()
+	if refused {
+		return nil, &transport.UpgradeError{StatusCode: http.StatusForbidden, URL: "ws://plugboard.test/telephone/websocket?token=REDACTED"}
+	}
 	client, server := memPipe()
 	f.mu.Lock()
 	f.conns++
@@ -382,4 +390,50 @@ func (f *fakePlugboard) sawLeave() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.leaves > 0
+}
+
+// TestRefusedNewerTokenFallsBackToOlder: the stored token is newer (by iat) and used first;
+// when Plugboard refuses it, the configured one is tried once and used.
+func TestRefusedNewerTokenFallsBackToOlder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePlugboard(t)
+		configured := f.mint(time.Hour)
+		time.Sleep(time.Minute)
+		stored := f.mint(time.Hour)
+		f.refuse = map[string]bool{stored: true}
+		store := tokenstore.NewMemory()
+		if err := store.Save(context.Background(), stored, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		c, stop := runFake(t, f, WithToken(configured), WithTokenStore(store))
+		defer stop()
+		if st := c.Status(); !st.Joined || c.tokens.current().raw != configured || st.Reconnects != 0 {
+			t.Fatalf("did not fall back to the configured token: %+v", st)
+		}
+	})
+}
+
+// TestEveryTokenRefusedStopsRun: both sources refused → Run returns ErrTokenRefused.
+func TestEveryTokenRefusedStopsRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePlugboard(t)
+		configured := f.mint(time.Hour)
+		time.Sleep(time.Minute)
+		stored := f.mint(time.Hour)
+		f.refuse = map[string]bool{stored: true, configured: true}
+		store := tokenstore.NewMemory()
+		_ = store.Save(context.Background(), stored, time.Now().Add(time.Hour))
+		c, err := New("ws://plugboard.test/telephone/websocket", WithToken(configured), WithTokenStore(store),
+			WithHandler(http.NotFoundHandler()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.dialFn = f.dial
+		if err := c.Run(context.Background()); !errors.Is(err, ErrTokenRefused) || !errors.Is(err, transport.ErrUnauthorized) {
+			t.Fatalf("Run = %v", err)
+		}
+		if st := c.Status(); st.LastError == "" || st.Joined {
+			t.Fatalf("status %+v", st)
+		}
+	})
 }
