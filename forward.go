@@ -326,6 +326,6 @@ func errorResponse(status int, reason string) *response {
 	return &response{
 		status: status,
 		header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
-		body:   []byte(reason),
+		body:   reason,
 	}
 }

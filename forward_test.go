@@ -103,7 +103,7 @@ func TestSplitUTF8(t *testing.T) {
 	inputs := []string{"", "abc", strings.Repeat("é", 10), strings.Repeat("日本語", 7), strings.Repeat("a😀", 9), "😀😀😀"}
 	for _, in := range inputs {
 		for size := 4; size <= 9; size++ {
-			chunks := splitUTF8([]byte(in), size)
+			chunks := splitUTF8(in, size)
 			if strings.Join(chunks, "") != in {
 				t.Fatalf("size %d: chunks do not reassemble %q", size, in)
 			}
@@ -176,7 +176,7 @@ func TestResponseEncode(t *testing.T) {
 		"Content-Length": {"11"},
 		"Vary":           {"Accept", "Origin"},
 		"Set-Cookie":     {"a=1", "b=2"},
-	}, body: []byte(`{"ok":true}`)}
+	}, body: `{"ok":true}`}
 	raw, err := res.encode(testID, 1024)
 	if err != nil {
 		t.Fatal(err)
@@ -185,12 +185,16 @@ func TestResponseEncode(t *testing.T) {
 	if string(raw) != want {
 		t.Errorf("encode =\n%s\nwant\n%s", raw, want)
 	}
-	big := &response{status: 200, header: http.Header{}, body: []byte(strings.Repeat("ü<&>", 5))}
+	big := &response{status: 200, header: http.Header{}, body: strings.Repeat("ü<&>", 5)}
 	raw, err = big.encode(testID, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p proxyRes
+	var p struct {
+		Body    string   `json:"body"`
+		Chunked bool     `json:"chunked"`
+		Chunks  []string `json:"chunks"`
+	}
 	if err := json.Unmarshal(raw, &p); err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +221,46 @@ func FuzzParseProxyReq(f *testing.F) {
 		r := pr.httpRequest(t.Context(), "pb:443", "https")
 		if strings.ContainsAny(r.URL.RequestURI(), "\r\n ") {
 			t.Fatalf("request URI %q is not safe on the wire", r.URL.RequestURI())
+		}
+	})
+}
+
+// FuzzResponseEncode checks that any valid UTF-8 body survives encode → JSON decode, plain
+// or chunked, with every chunk within the size and on a character boundary.
+func FuzzResponseEncode(f *testing.F) {
+	f.Add("hello", 4)
+	f.Add("日本語😀<&>\"\\\n\u2028", 5)
+	f.Fuzz(func(t *testing.T, body string, size int) {
+		if !utf8.ValidString(body) || size < 4 || size > 1<<20 {
+			return
+		}
+		res := &response{status: 200, header: http.Header{"X-A": {"1", "2"}}, body: body}
+		raw, err := res.encode(testID, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			RequestID string            `json:"request_id"`
+			Status    int               `json:"status"`
+			Headers   map[string]string `json:"headers"`
+			Body      string            `json:"body"`
+			Chunked   bool              `json:"chunked"`
+			Chunks    []string          `json:"chunks"`
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatalf("invalid JSON %s: %v", raw, err)
+		}
+		got := p.Body
+		if p.Chunked {
+			got = strings.Join(p.Chunks, "")
+			for _, c := range p.Chunks {
+				if len(c) > size || !utf8.ValidString(c) {
+					t.Fatalf("bad chunk %q (size %d)", c, size)
+				}
+			}
+		}
+		if got != body || p.RequestID != testID || p.Status != 200 || p.Headers["x-a"] != "1, 2" || p.Chunked != (len(body) > size) {
+			t.Fatalf("round trip of %q (size %d) = %+v", body, size, p)
 		}
 	})
 }

@@ -1,7 +1,6 @@
 package telephone
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/verastack/telephone/internal/metrics"
+	"github.com/verastack/telephone/phoenix"
 )
 
 // errResponseTooLarge is returned by collector.Write once the body limit would be exceeded.
@@ -27,7 +27,7 @@ type collector struct {
 	mu        sync.Mutex // guards every field
 	header    http.Header
 	status    int
-	body      bytes.Buffer
+	body      strings.Builder // String() hands the body on without copying it
 	limit     int64
 	overflow  bool
 	abandoned bool
@@ -109,15 +109,15 @@ func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metri
 	case w.failed != nil:
 		return w.failed
 	}
-	body := w.body.Bytes()
-	if !utf8.Valid(body) {
+	body := w.body.String()
+	if !utf8.ValidString(body) {
 		if policy == UTF8Reject {
 			m.Rejected("encoding")
 			log.Warn("backend body is not valid UTF-8", slog.String("content_type", w.header.Get("Content-Type")),
 				slog.String("content_encoding", w.header.Get("Content-Encoding")))
 			return errorResponse(http.StatusBadGateway, "Bad Gateway: the backend response body is not valid UTF-8 text, which Plugboard cannot carry")
 		}
-		body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
+		body = strings.ToValidUTF8(body, "\uFFFD")
 	}
 	status := w.status
 	if status == 0 {
@@ -130,19 +130,9 @@ func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metri
 type response struct {
 	status int
 	header http.Header
-	body   []byte
+	body   string
 	log    *slog.Logger
 	m      *metrics.Metrics
-}
-
-// proxyRes is the proxy_res payload (PROTOCOL.md §3.4).
-type proxyRes struct {
-	RequestID string            `json:"request_id"`
-	Status    int               `json:"status"`
-	Headers   map[string]string `json:"headers"`
-	Body      string            `json:"body"`
-	Chunked   bool              `json:"chunked,omitempty"`
-	Chunks    []string          `json:"chunks,omitempty"`
 }
 
 // droppedHeaders no longer describe the body Plugboard writes, or are hop-by-hop.
@@ -173,41 +163,54 @@ func (r *response) wireHeaders() map[string]string {
 	return out
 }
 
-// encode renders the proxy_res payload: a plain body, or chunked with every chunk at most
-// chunkSize bytes and every boundary on a UTF-8 character boundary.
+// encode renders the proxy_res payload (PROTOCOL.md §3.4): {request_id, status, headers,
+// body} or, above chunkSize, {..., "body":"", "chunked":true, "chunks":[...]} with every chunk
+// at most chunkSize bytes and every boundary on a UTF-8 character boundary. It is built in one
+// buffer (the body is escaped straight into it), so a large body is copied once, not through
+// encoding/json's intermediate buffers.
 func (r *response) encode(requestID string, chunkSize int) ([]byte, error) {
-	p := proxyRes{RequestID: requestID, Status: r.status, Headers: r.wireHeaders()}
-	if len(r.body) > chunkSize {
-		p.Chunked, p.Chunks = true, splitUTF8(r.body, chunkSize)
-	} else {
-		p.Body = string(r.body)
-	}
-	var buf bytes.Buffer
-	buf.Grow(len(r.body) + 256)
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(p); err != nil {
+	headers, err := json.Marshal(r.wireHeaders())
+	if err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	dst := make([]byte, 0, len(r.body)+len(r.body)/8+len(headers)+128)
+	dst = append(dst, `{"request_id":`...)
+	dst = phoenix.AppendJSONString(dst, requestID, false)
+	dst = append(dst, `,"status":`...)
+	dst = strconv.AppendInt(dst, int64(r.status), 10)
+	dst = append(dst, `,"headers":`...)
+	dst = append(dst, headers...)
+	if len(r.body) <= chunkSize {
+		dst = append(dst, `,"body":`...)
+		dst = phoenix.AppendJSONString(dst, r.body, false)
+		return append(dst, '}'), nil
+	}
+	dst = append(dst, `,"body":"","chunked":true,"chunks":[`...)
+	for i, chunk := range splitUTF8(r.body, chunkSize) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = phoenix.AppendJSONString(dst, chunk, false)
+	}
+	return append(dst, "]}"...), nil
 }
 
-// splitUTF8 cuts b into chunks of at most size bytes (size >= 4) without splitting a
-// multi-byte character.
-func splitUTF8(b []byte, size int) []string {
-	chunks := make([]string, 0, len(b)/size+1)
-	for len(b) > 0 {
-		n := min(size, len(b))
-		if n < len(b) {
-			for n > 0 && !utf8.RuneStart(b[n]) {
+// splitUTF8 cuts s into chunks of at most size bytes (size >= 4) without splitting a
+// multi-byte character. The chunks share s's memory.
+func splitUTF8(s string, size int) []string {
+	chunks := make([]string, 0, len(s)/size+1)
+	for len(s) > 0 {
+		n := min(size, len(s))
+		if n < len(s) {
+			for n > 0 && !utf8.RuneStart(s[n]) {
 				n--
 			}
 			if n == 0 {
-				n = min(size, len(b))
+				n = min(size, len(s))
 			}
 		}
-		chunks = append(chunks, string(b[:n]))
-		b = b[n:]
+		chunks = append(chunks, s[:n])
+		s = s[n:]
 	}
 	return chunks
 }

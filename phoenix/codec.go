@@ -108,13 +108,20 @@ const hexDigits = "0123456789abcdef"
 // appendString appends s as a JSON string escaped exactly like encoding/json does
 // by default (HTML-safe: <, > and & become \u003c, \u003e, \u0026; invalid UTF-8
 // becomes \ufffd; U+2028 and U+2029 are escaped).
-func appendString(dst []byte, s string) []byte {
+func appendString(dst []byte, s string) []byte { return AppendJSONString(dst, s, true) }
+
+// AppendJSONString appends s to dst as a JSON string escaped exactly like encoding/json:
+// control characters, quotes and backslashes escaped, invalid UTF-8 as \ufffd, U+2028 and
+// U+2029 escaped, and, when escapeHTML is true, <, > and & as \u003c, \u003e and \u0026
+// (json.Encoder.SetEscapeHTML(false) is escapeHTML false). It lets large payloads be built
+// in one buffer, without encoding/json's intermediate copies.
+func AppendJSONString(dst []byte, s string, escapeHTML bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+			if b >= 0x20 && b != '"' && b != '\\' && (!escapeHTML || (b != '<' && b != '>' && b != '&')) {
 				i++
 				continue
 			}

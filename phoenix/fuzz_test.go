@@ -162,5 +162,14 @@ func FuzzAppendString(f *testing.F) {
 		if got := appendString(nil, s); !bytes.Equal(got, want) {
 			t.Fatalf("appendString(%q) = %s, want %s", s, got, want)
 		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendJSONString(nil, s, false); !bytes.Equal(got, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))) {
+			t.Fatalf("AppendJSONString(%q, false) = %s, want %s", s, got, buf.Bytes())
+		}
 	})
 }
