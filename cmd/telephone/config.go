@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/joho/godotenv"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/transport"
 )
 
 // Config is the validated configuration of `telephone run`. It is built by loadConfig from
@@ -33,6 +35,13 @@ type Config struct {
 	BackendPort   int
 	BackendScheme string
 	BackendURL    string // BACKEND_URL; replaces the three above when set
+
+	CAFile             string   // PLUGBOARD_CA_FILE: extra trusted CAs for wss://
+	ClientCert         string   // PLUGBOARD_CLIENT_CERT: client certificate (mTLS)
+	ClientKey          string   // PLUGBOARD_CLIENT_KEY
+	CertPins           []string // PLUGBOARD_CERT_PINS: SHA-256 pins of the server certificate
+	InsecureSkipVerify bool     // PLUGBOARD_INSECURE_SKIP_VERIFY
+	tlsConfig          *tls.Config
 
 	ConnectTimeout    time.Duration
 	RequestTimeout    time.Duration
@@ -229,10 +238,35 @@ func (c *Config) crossCheck(given map[string]string) []error {
 	if given["OPS_ADDR"] != "" && c.HealthCheckPort != 0 {
 		c.Warnings = append(c.Warnings, "OPS_ADDR is set: HEALTH_CHECK_PORT is ignored")
 	}
+	if (c.ClientCert == "") != (c.ClientKey == "") {
+		bad("PLUGBOARD_CLIENT_CERT", "PLUGBOARD_CLIENT_CERT and PLUGBOARD_CLIENT_KEY must be set together")
+	} else if c.CAFile != "" || c.ClientCert != "" || len(c.CertPins) > 0 || c.InsecureSkipVerify {
+		cfg, err := transport.BuildTLSConfig(transport.Options{CAFile: c.CAFile, CertFile: c.ClientCert,
+			KeyFile: c.ClientKey, PinSHA256: c.CertPins, InsecureSkipVerify: c.InsecureSkipVerify})
+		if err != nil {
+			bad(tlsVar(c), "%v", err)
+		}
+		c.tlsConfig = cfg
+	}
+	if c.InsecureSkipVerify && len(c.CertPins) == 0 {
+		c.Warnings = append(c.Warnings, "PLUGBOARD_INSECURE_SKIP_VERIFY is set without PLUGBOARD_CERT_PINS: the Plugboard certificate is not verified at all")
+	}
 	if c.MaxRetries > 0 {
 		c.Warnings = append(c.Warnings, "MAX_RETRIES is accepted for compatibility only: telephone always keeps reconnecting, with backoff up to MAX_BACKOFF")
 	}
 	return errs
+}
+
+// tlsVar names the TLS setting an error most likely concerns.
+func tlsVar(c *Config) string {
+	switch {
+	case c.ClientCert != "" || c.ClientKey != "":
+		return "PLUGBOARD_CLIENT_CERT"
+	case c.CAFile != "":
+		return "PLUGBOARD_CA_FILE"
+	default:
+		return "PLUGBOARD_CERT_PINS"
+	}
 }
 
 // backendURL is the URL requests are forwarded to.
@@ -274,6 +308,9 @@ func (c *Config) options(log *slog.Logger, store telephone.TokenStore, reg prome
 	}
 	if c.PlugboardSecret != "" {
 		opts = append(opts, telephone.WithPlugboardSecret(c.PlugboardSecret))
+	}
+	if c.tlsConfig != nil {
+		opts = append(opts, telephone.WithTLSConfig(c.tlsConfig))
 	}
 	if store != nil {
 		opts = append(opts, telephone.WithTokenStore(store))

@@ -43,6 +43,15 @@ var settings = []setting{
 	{name: "BACKEND_HOST", flag: "backend-host", def: "localhost", orig: true, live: true, help: "backend host", set: setBackendHost},
 	intSetting("BACKEND_PORT", "backend-port", "8080", true, true, "backend port", intField(func(c *Config) *int { return &c.BackendPort }, 1, 65535)),
 	{name: "BACKEND_SCHEME", flag: "backend-scheme", def: "http", orig: true, live: true, help: "backend scheme: http or https", set: setBackendScheme},
+	{name: "PLUGBOARD_CA_FILE", flag: "plugboard-ca-file", help: "PEM file of CAs trusted for wss:// (in addition to the system roots)",
+		set: func(c *Config, v string) error { c.CAFile = v; return nil }},
+	{name: "PLUGBOARD_CLIENT_CERT", flag: "plugboard-client-cert", help: "PEM client certificate for mTLS to Plugboard (with PLUGBOARD_CLIENT_KEY)",
+		set: func(c *Config, v string) error { c.ClientCert = v; return nil }},
+	{name: "PLUGBOARD_CLIENT_KEY", flag: "plugboard-client-key", help: "PEM private key of PLUGBOARD_CLIENT_CERT",
+		set: func(c *Config, v string) error { c.ClientKey = v; return nil }},
+	{name: "PLUGBOARD_CERT_PINS", flag: "plugboard-cert-pins", help: "comma-separated hex SHA-256 pins of acceptable Plugboard certificates",
+		set: func(c *Config, v string) error { c.CertPins = splitList(v); return nil }},
+	{name: "PLUGBOARD_INSECURE_SKIP_VERIFY", flag: "plugboard-insecure-skip-verify", def: "false", help: "skip Plugboard certificate verification (only with pins, or for testing)", set: setInsecure},
 	{name: "BACKEND_URL", flag: "backend-url", live: true, help: "backend URL, e.g. http://127.0.0.1:8080/prefix (replaces BACKEND_HOST/PORT/SCHEME)", set: setBackendURL},
 	durSetting("CONNECT_TIMEOUT", "connect-timeout", telephone.DefaultConnectTimeout, true, false, "WebSocket handshake timeout, and separately the join timeout", func(c *Config) *time.Duration { return &c.ConnectTimeout }, 100*time.Millisecond, 5*time.Minute),
 	durSetting("REQUEST_TIMEOUT", "request-timeout", telephone.DefaultRequestTimeout, true, true, "deadline of each forwarded request (answered 504 after it)", func(c *Config) *time.Duration { return &c.RequestTimeout }, 100*time.Millisecond, 5*time.Minute),
@@ -262,5 +271,28 @@ func setLogFormat(c *Config, v string) error {
 	default:
 		return fmt.Errorf("must be text, json or auto, got %q", v)
 	}
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func setInsecure(c *Config, v string) error {
+	if v == "" {
+		c.InsecureSkipVerify = false
+		return nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("must be true or false, got %q", v)
+	}
+	c.InsecureSkipVerify = b
 	return nil
 }

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeCert writes a self-signed certificate and its key as PEM files.
+func writeCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestConfigPlugboardTLS(t *testing.T) {
+	t.Parallel()
+	cert, key := writeCert(t)
+	pin := strings.Repeat("ab", 32)
+	c, errs := load(base("PLUGBOARD_CA_FILE", cert, "PLUGBOARD_CLIENT_CERT", cert, "PLUGBOARD_CLIENT_KEY", key,
+		"PLUGBOARD_CERT_PINS", pin+", "+strings.Repeat("CD", 32)), nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if c.tlsConfig == nil || c.tlsConfig.RootCAs == nil || len(c.tlsConfig.Certificates) != 1 ||
+		c.tlsConfig.VerifyConnection == nil || len(c.CertPins) != 2 || c.tlsConfig.InsecureSkipVerify {
+		t.Fatalf("TLS config not built from the settings: %+v", c.tlsConfig)
+	}
+	c, errs = load(base("PLUGBOARD_INSECURE_SKIP_VERIFY", "true"), nil)
+	if len(errs) > 0 || !c.tlsConfig.InsecureSkipVerify || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "not verified at all") {
+		t.Fatalf("insecure: %v %+v", errs, c.Warnings)
+	}
+	if c, _ := load(base(), nil); c.tlsConfig != nil {
+		t.Fatal("a TLS config was built although no TLS setting is given")
+	}
+}
+
+func TestConfigPlugboardTLSErrors(t *testing.T) {
+	t.Parallel()
+	cert, _ := writeCert(t)
+	for _, tt := range []struct {
+		env        map[string]string
+		varName    string
+		reasonPart string
+	}{
+		{base("PLUGBOARD_CA_FILE", "/nonexistent/ca.pem"), "PLUGBOARD_CA_FILE", "/nonexistent/ca.pem"},
+		{base("PLUGBOARD_CLIENT_CERT", cert), "PLUGBOARD_CLIENT_CERT", "PLUGBOARD_CLIENT_CERT and PLUGBOARD_CLIENT_KEY must be set together"},
+		{base("PLUGBOARD_CLIENT_CERT", cert, "PLUGBOARD_CLIENT_KEY", cert), "PLUGBOARD_CLIENT_CERT", "transport"},
+		{base("PLUGBOARD_CERT_PINS", "abc"), "PLUGBOARD_CERT_PINS", "abc"},
+		{base("PLUGBOARD_INSECURE_SKIP_VERIFY", "sure"), "PLUGBOARD_INSECURE_SKIP_VERIFY", `must be true or false, got "sure"`},
+	} {
+		_, errs := load(tt.env, nil)
+		if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), tt.varName+": ") || !strings.Contains(errs[0].Error(), tt.reasonPart) {
+			t.Errorf("%s: errors %v", tt.varName, errs)
+		}
+	}
+}
