@@ -61,9 +61,13 @@ func TestFloodStaysBounded(t *testing.T) {
 			WithRateLimit(500, 1000), WithMaxConcurrentRequests(50, 100*time.Millisecond))
 		defer stop()
 		before := runtime.NumGoroutine()
+		heapBefore := heapInUse()
 		f.pushProxyReqs(t, 10_000)
 		synctest.Wait()
 		peak := runtime.NumGoroutine() - before
+		if grown := heapInUse() - heapBefore; grown > 32<<20 {
+			t.Fatalf("heap grew by %d MiB during the flood", grown>>20)
+		}
 		st := c.Status()
 		if peak > 2*50+10 || st.Limits.Tracked > 100 || st.Limits.Queued > 50 || st.InFlight > 100 {
 			t.Fatalf("flood not bounded: +%d goroutines, status %+v", peak, st.Limits)
@@ -206,4 +210,12 @@ func TestShutdownDrainsThenLeaves(t *testing.T) {
 			t.Fatal("no phx_leave before closing")
 		}
 	})
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
 }
