@@ -91,6 +91,9 @@ func (tn *tunnel) waitJoined(n int) {
 	if err := tn.srv.WaitJoined(ctx, tn.tok.PathID, n); err != nil {
 		tn.t.Fatalf("telephone did not join: %v (status %+v)", err, tn.client.Status())
 	}
+	// The server counts the join when it sends the reply; the client's Status follows once
+	// the reply has been read.
+	waitFor(tn.t, func() bool { return tn.client.Status().Joined })
 }
 
 func (tn *tunnel) do(method, path string, body io.Reader, hdr ...string) (*http.Response, string) {
