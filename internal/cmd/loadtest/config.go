@@ -94,7 +94,7 @@ func defaultConfig() config {
 		largeSizes:       []int64{10 << 20, 50 << 20},
 		largeConcurrency: 2,
 		largeRequests:    8,
-		memFactor:        16,
+		memFactor:        8,
 		binaryRequests:   500,
 		chaosConcurrency: 16,
 		chaosRate:        400,
