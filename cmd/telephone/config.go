@@ -59,6 +59,9 @@ type Config struct {
 	QueueWait       time.Duration
 	RateLimit       float64 // +Inf when off
 	RateBurst       int
+	BreakerFailures int           // CIRCUIT_BREAKER_FAILURES; 0 disables the breaker
+	BreakerOpen     time.Duration // CIRCUIT_BREAKER_OPEN
+	Retries         int           // BACKEND_RETRIES; 0 disables retries
 	UTF8Policy      telephone.UTF8Policy
 
 	HealthCheckPort int    // 0: off
@@ -300,6 +303,8 @@ func (c *Config) options(log *slog.Logger, store telephone.TokenStore, reg prome
 		telephone.WithReconnectBackoff(c.InitialBackoff, c.MaxBackoff),
 		telephone.WithChunkSize(c.ChunkSize),
 		telephone.WithMaxConcurrentRequests(c.MaxConcurrent, c.QueueWait),
+		telephone.WithCircuitBreaker(uint32(c.BreakerFailures), c.BreakerOpen),
+		telephone.WithRetries(c.Retries, telephone.DefaultRetryBackoff),
 		telephone.WithUTF8Policy(c.UTF8Policy),
 	}
 	opts = append(opts, c.liveOptions()...)

@@ -56,6 +56,7 @@ func TestConfigDefaults(t *testing.T) {
 		MaxResponseSize: telephone.DefaultMaxResponseSize, ChunkSize: telephone.DefaultChunkSize,
 		MaxRequestBody: telephone.DefaultMaxRequestBody, MaxConcurrent: telephone.DefaultMaxConcurrent,
 		QueueWait: telephone.DefaultQueueWait, RateLimit: telephone.DefaultRateLimit, RateBurst: telephone.DefaultRateBurst,
+		BreakerFailures: telephone.DefaultBreakerFailures, BreakerOpen: telephone.DefaultBreakerOpenFor, Retries: telephone.DefaultRetries,
 		UTF8Policy: telephone.UTF8Reject, ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "auto",
 		EnvFile: ".env",
 	}
@@ -138,7 +139,7 @@ func TestConfigNewSettings(t *testing.T) {
 		"MAX_CONCURRENT_REQUESTS", "10", "QUEUE_WAIT", "0", "RATE_LIMIT", "off", "RATE_BURST", "5",
 		"MAX_REQUEST_BODY_SIZE", "1000", "UTF8_POLICY", "Replace", "OPS_ADDR", "127.0.0.1:9090",
 		"HEALTH_CHECK_PORT", "8081", "SHUTDOWN_TIMEOUT", "5s", "LOG_LEVEL", "WARNING", "LOG_FORMAT", "JSON",
-		"BACKEND_HOST", "ignored")
+		"BACKEND_HOST", "ignored", "CIRCUIT_BREAKER_FAILURES", "0", "CIRCUIT_BREAKER_OPEN", "2s", "BACKEND_RETRIES", "0")
 	c, errs := load(env, nil)
 	if len(errs) > 0 {
 		t.Fatalf("errors: %v", errs)
@@ -147,7 +148,7 @@ func TestConfigNewSettings(t *testing.T) {
 		c.HeartbeatMisses != 3 || c.MaxConcurrent != 10 || c.QueueWait != 0 || !math.IsInf(c.RateLimit, 1) ||
 		c.RateBurst != 5 || c.MaxRequestBody != 1000 || c.UTF8Policy != telephone.UTF8Replace ||
 		c.opsAddr() != "127.0.0.1:9090" || c.ShutdownTimeout != 5*time.Second || c.LogLevel != slog.LevelWarn ||
-		c.LogFormat != "json" {
+		c.LogFormat != "json" || c.BreakerFailures != 0 || c.BreakerOpen != 2*time.Second || c.Retries != 0 {
 		t.Fatalf("unexpected config %+v", c)
 	}
 	wantWarn := []string{
@@ -264,6 +265,9 @@ func TestConfigErrors(t *testing.T) {
 		{"rate NaN", base("RATE_LIMIT", "NaN"), nil, nil, []string{`RATE_LIMIT: not a number of requests per second (or off): "NaN" (from environment)`}},
 		{"rate zero", base("RATE_LIMIT", "0"), nil, nil, []string{"RATE_LIMIT: must be above 0 and at most 1e9, got 0 (from environment)"}},
 		{"burst", base("RATE_BURST", "0"), nil, nil, []string{"RATE_BURST: must be between 1 and 1000000000, got 0 (from environment)"}},
+		{"breaker failures", base("CIRCUIT_BREAKER_FAILURES", "-1"), nil, nil, []string{"CIRCUIT_BREAKER_FAILURES: must be between 0 and 1000000, got -1 (from environment)"}},
+		{"breaker open", base("CIRCUIT_BREAKER_OPEN", "0s"), nil, nil, []string{"CIRCUIT_BREAKER_OPEN: must be between 100ms and 1h0m0s, got 0s (from environment)"}},
+		{"retries", base("BACKEND_RETRIES", "11"), nil, nil, []string{"BACKEND_RETRIES: must be between 0 and 10, got 11 (from environment)"}},
 		{"utf8", base("UTF8_POLICY", "ignore"), nil, nil, []string{`UTF8_POLICY: must be reject or replace, got "ignore" (from environment)`}},
 		{"health port", base("HEALTH_CHECK_PORT", "70000"), nil, nil, []string{"HEALTH_CHECK_PORT: must be between 0 and 65535, got 70000 (from environment)"}},
 		{"ops addr", base("OPS_ADDR", "9090"), nil, nil, []string{`OPS_ADDR: must be host:port (e.g. 127.0.0.1:9090 or :9090), got "9090" (from environment)`}},
