@@ -51,13 +51,8 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "No route for "+r.Method)
 		return
 	}
-	pathID, fwd, status := splitCallPath(r.URL.EscapedPath())
-	if status != 0 {
-		httpError(w, status, "Invalid path")
-		return
-	}
-	if !s.pathKnown(pathID) {
-		httpError(w, http.StatusNotFound, "No mount matches this path")
+	pathID, fwd, ok := s.mountedPath(w, r)
+	if !ok {
 		return
 	}
 	body, status := readBody(r)
@@ -206,6 +201,21 @@ func pathUnescape(s string) (string, error) {
 
 // pathKnown reports whether a token was ever minted for pathID (Plugboard: the
 // path exists and is a mount).
+// mountedPath splits a /call/<path_id>/<rest> request into the path id and the forwarded
+// path, answering 400 for an invalid path and 404 for a path no token was minted for.
+func (s *Server) mountedPath(w http.ResponseWriter, r *http.Request) (pathID, fwd string, ok bool) {
+	pathID, fwd, status := splitCallPath(r.URL.EscapedPath())
+	if status != 0 {
+		httpError(w, status, "Invalid path")
+		return "", "", false
+	}
+	if !s.pathKnown(pathID) {
+		httpError(w, http.StatusNotFound, "No mount matches this path")
+		return "", "", false
+	}
+	return pathID, fwd, true
+}
+
 func (s *Server) pathKnown(pathID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

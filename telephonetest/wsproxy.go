@@ -70,13 +70,8 @@ type wsCheckResult struct {
 // Plugboard does, so its Sec-WebSocket-Protocol is answered only with
 // WithWSCheck (with the protocol of ws_check_result).
 func (s *Server) serveWSProxy(w http.ResponseWriter, r *http.Request) {
-	pathID, fwd, status := splitCallPath(r.URL.EscapedPath())
-	if status != 0 {
-		httpError(w, status, "Invalid path")
-		return
-	}
-	if !s.pathKnown(pathID) {
-		httpError(w, http.StatusNotFound, "No mount matches this path")
+	pathID, fwd, ok := s.mountedPath(w, r)
+	if !ok {
 		return
 	}
 	headers := wsHeaders(r)
