@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -498,34 +499,82 @@ func TestRunWithoutTokenFails(t *testing.T) {
 	}
 }
 
+// TestStartsWhilePlugboardIsDown: the first connect at start-up is retried like any other
+// (the original exited). A gate in front of telephonetest drops connections until it opens.
 func TestStartsWhilePlugboardIsDown(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	probe := telephonetest.NewServer()
-	tok, _ := probe.Mint(telephonetest.NewPathID(), time.Hour)
-	secret := probe.SecretKeyBase()
-	probe.Close()
-	c, _ := telephone.New("ws://"+addr+"/telephone/websocket", telephone.WithToken(tok.Token),
+	srv := telephonetest.NewServer()
+	defer srv.Close()
+	tok, _ := srv.Mint(telephonetest.NewPathID(), time.Hour)
+	gate := newGate(t, strings.TrimPrefix(srv.URL(), "http://"))
+	c, _ := telephone.New("ws://"+gate.addr()+"/telephone/websocket", telephone.WithToken(tok.Token),
 		telephone.WithHandler(http.NotFoundHandler()), telephone.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(context.Background()) }()
 	waitFor(t, func() bool { return c.Status().Reconnects >= 2 })
-	// Plugboard comes up on that address; the client connects without help.
-	l2, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("address %s taken meanwhile: %v", addr, err)
+	if c.Status().Joined {
+		t.Fatal("joined through a closed gate")
 	}
-	srv := telephonetest.Serve(l2, telephonetest.WithSecret(secret))
-	defer srv.Close()
-	// The server does not know the token minted by the probe: it refuses it (403) and Run stops.
-	if err := <-runErr; !errors.Is(err, telephone.ErrTokenRefused) {
+	gate.open.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.WaitJoined(ctx, tok.PathID, 1); err != nil {
+		t.Fatalf("did not connect once Plugboard was up: %v (status %+v)", err, c.Status())
+	}
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-runErr; err != nil {
 		t.Fatalf("Run = %v", err)
 	}
+}
+
+// gate is a TCP listener that drops every connection until open, then relays to target.
+type gate struct {
+	l    net.Listener
+	open atomic.Bool
+	wg   sync.WaitGroup
+}
+
+func newGate(t *testing.T, target string) *gate {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{l: l}
+	g.wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if !g.open.Load() {
+				conn.Close()
+				continue
+			}
+			g.wg.Go(func() { relay(conn, target) })
+		}
+	})
+	t.Cleanup(func() { l.Close(); g.wg.Wait() })
+	return g
+}
+
+func (g *gate) addr() string { return g.l.Addr().String() }
+
+// relay copies both ways between conn and a new connection to target until either side ends.
+func relay(conn net.Conn, target string) {
+	defer conn.Close()
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = io.Copy(up, conn); _ = up.Close() })
+	_, _ = io.Copy(conn, up)
+	_ = conn.Close()
+	wg.Wait()
 }
 
 func tokenID(t *testing.T, jwt string) string {
