@@ -148,19 +148,29 @@ func setPlugboardURL(c *Config, v string) error {
 	if v == "" {
 		return nil
 	}
-	u, err := url.Parse(v)
+	u, err := parseURL(v, "ws", "wss")
 	switch {
 	case err != nil:
-		return fmt.Errorf("not a URL: %v", unwrapURLError(err))
-	case u.Scheme != "ws" && u.Scheme != "wss":
-		return fmt.Errorf("scheme must be ws or wss, got %q", u.Scheme)
-	case u.Host == "":
-		return fmt.Errorf("URL has no host")
+		return err
 	case u.Query().Has("token"):
 		return fmt.Errorf("must not carry the token: set TELEPHONE_TOKEN instead")
 	}
 	c.PlugboardURL = v
 	return nil
+}
+
+// parseURL parses v and requires one of the two schemes and a host.
+func parseURL(v, scheme1, scheme2 string) (*url.URL, error) {
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("not a URL: %v", unwrapURLError(err))
+	case u.Scheme != scheme1 && u.Scheme != scheme2:
+		return nil, fmt.Errorf("scheme must be %s or %s, got %q", scheme1, scheme2, u.Scheme)
+	case u.Host == "":
+		return nil, fmt.Errorf("URL has no host")
+	}
+	return u, nil
 }
 
 // unwrapURLError drops url.Error's repetition of the whole URL.
@@ -198,14 +208,10 @@ func setBackendURL(c *Config, v string) error {
 	if v == "" {
 		return nil
 	}
-	u, err := url.Parse(v)
+	u, err := parseURL(v, "http", "https")
 	switch {
 	case err != nil:
-		return fmt.Errorf("not a URL: %v", unwrapURLError(err))
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
-	case u.Host == "":
-		return fmt.Errorf("URL has no host")
+		return err
 	case u.RawQuery != "" || u.Fragment != "":
 		return fmt.Errorf("must not have a query or fragment")
 	}
