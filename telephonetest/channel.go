@@ -34,11 +34,10 @@ type channel struct {
 }
 
 // startChannel joins topic on sk: the new channel replaces any live channel of
-// the topic on the socket (returned as old, still alive) and gets its heartbeat
-// watchdog; publish registers it for its path once the join reply is queued. ok
-// is false when the socket is closing.
-func (s *Server) startChannel(sk *socket, topic, joinRef string) (ch *channel, old *channel, ok bool) {
-	ch = &channel{
+// the topic on the socket (returned as old, still alive), is registered for its
+// path and gets its heartbeat watchdog. ok is false when the socket is closing.
+func (s *Server) startChannel(sk *socket, topic, joinRef string) (old *channel, ok bool) {
+	ch := &channel{
 		sock: sk, topic: topic, joinRef: joinRef, pathID: sk.pathID,
 		stop:          make(chan struct{}),
 		alive:         true,
@@ -50,26 +49,15 @@ func (s *Server) startChannel(sk *socket, topic, joinRef string) (ch *channel, o
 	s.mu.Lock()
 	if sk.closed {
 		s.mu.Unlock()
-		return nil, nil, false
+		return nil, false
 	}
 	old = sk.channels[topic]
 	sk.channels[topic] = ch
-	s.mu.Unlock()
-	sk.wg.Go(ch.watchHeartbeat)
-	return ch, old, true
-}
-
-// publish makes a joined channel reachable from the HTTP front. It runs after the join
-// reply was queued, so that, as on a real Phoenix server, no push for the channel can
-// overtake its join reply.
-func (s *Server) publish(ch *channel) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ch.sock.closed || ch.sock.channels[ch.topic] != ch || !ch.alive {
-		return
-	}
 	s.paths[ch.pathID] = append(s.paths[ch.pathID], ch)
 	s.notifyLocked()
+	s.mu.Unlock()
+	sk.wg.Go(ch.watchHeartbeat)
+	return old, true
 }
 
 // watchHeartbeat stops the channel with phx_error when no heartbeat event came

@@ -58,16 +58,18 @@ func (sk *socket) join(m phoenix.Message) {
 		sk.reply(m.JoinRef, m.Ref, m.Topic, "error", map[string]string{"reason": "path_id_mismatch"})
 		return
 	}
-	ch, old, ok := s.startChannel(sk, m.Topic, m.JoinRef)
-	if !ok {
-		return // the socket is closing
-	}
+	// The reply is queued before the channel is registered, so no push for the channel can
+	// overtake it (a real Phoenix socket writes the join reply before any push from the
+	// channel process), while an HTTP call right after the reply already finds it.
 	sk.reply(m.JoinRef, m.Ref, m.Topic, "ok", map[string]any{
 		"status":     "ok",
 		"path":       "/" + sk.pathID,
 		"expires_in": s.lifetimeSeconds(),
 	})
-	s.publish(ch)
+	old, ok := s.startChannel(sk, m.Topic, m.JoinRef)
+	if !ok {
+		return // the socket is closing
+	}
 	if old != nil {
 		s.endChannel(old, endClose)
 	}
