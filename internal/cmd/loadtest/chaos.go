@@ -142,36 +142,52 @@ func (c *chaosRun) finish() *loadResult {
 	return c.lr
 }
 
-// backendRestart kills the backend under load, restarts it after the outage and measures how
-// long the service takes to recover.
-func (r *runner) backendRestart(ctx context.Context, ts targetSpec) *result {
+// chaosScenario runs load against one telephone, applies fault after the warm-up and waits
+// for the service to settle. fault returns when the recovery clock starts; judge adds the
+// scenario's own checks to the result.
+func (r *runner) chaosScenario(ctx context.Context, ts targetSpec, scn string,
+	fault func(s *session, run *chaosRun) (recoverFrom time.Duration),
+	judge func(res *result, s *session, lr *loadResult, from time.Duration)) *result {
 	s, err := r.open(ctx, ts, 1, r.baseEnv())
 	if err != nil {
-		res := newResult(scnBackend, ts.label, nil)
+		res := newResult(scn, ts.label, nil)
 		res.fail("setup", err)
 		return res
 	}
 	run := r.startChaosLoad(ctx, s)
 	before, _ := s.tgt.Usage()
 	_ = sleepCtx(ctx, r.cfg.warmup)
-	kill := run.now()
-	s.backend.Kill()
-	_ = sleepCtx(ctx, r.cfg.outage)
-	restart := run.now()
-	rerr := s.backend.Restart(ctx)
-	run.awaitStable(ctx, restart, r.cfg.stableWindow, r.cfg.recoverBound)
+	from := fault(s, run)
+	run.awaitStable(ctx, from, r.cfg.stableWindow, r.cfg.recoverBound)
 	lr := run.finish()
 	after, uerr := s.tgt.Usage()
-	res := newResult(scnBackend, ts.label, lr)
+	res := newResult(scn, ts.label, lr)
 	if uerr == nil {
 		res.addUsage(before, after, s.tgt.Scope())
 	}
 	judgeChaos(res, lr)
-	failed, total := faultStats(lr.samples, kill, restart)
-	res.check("outage visible", rerr == nil && failed > 0, "%d of %d requests started during the %v outage failed (restart error: %v)", failed, total, r.cfg.outage, rerr)
-	r.judgeRecovery(res, lr.samples, restart, "after the backend restarted")
+	judge(res, s, lr, from)
 	stopped(res, s.close())
 	return res
+}
+
+// backendRestart kills the backend under load, restarts it after the outage and measures how
+// long the service takes to recover.
+func (r *runner) backendRestart(ctx context.Context, ts targetSpec) *result {
+	var kill time.Duration
+	var rerr error
+	return r.chaosScenario(ctx, ts, scnBackend, func(s *session, run *chaosRun) time.Duration {
+		kill = run.now()
+		s.backend.Kill()
+		_ = sleepCtx(ctx, r.cfg.outage)
+		restart := run.now()
+		rerr = s.backend.Restart(ctx)
+		return restart
+	}, func(res *result, _ *session, lr *loadResult, restart time.Duration) {
+		failed, total := faultStats(lr.samples, kill, restart)
+		res.check("outage visible", rerr == nil && failed > 0, "%d of %d requests started during the %v outage failed (restart error: %v)", failed, total, r.cfg.outage, rerr)
+		r.judgeRecovery(res, lr.samples, restart, "after the backend restarted")
+	})
 }
 
 // judgeRecovery checks that the service recovered for good within the bound after from.
@@ -182,34 +198,20 @@ func (r *runner) judgeRecovery(res *result, samples []sample, from time.Duration
 
 // socketCut cuts the telephone's socket under load (no close frame) and measures recovery.
 func (r *runner) socketCut(ctx context.Context, ts targetSpec) *result {
-	s, err := r.open(ctx, ts, 1, r.baseEnv())
-	if err != nil {
-		res := newResult(scnSockCut, ts.label, nil)
-		res.fail("setup", err)
-		return res
-	}
-	run := r.startChaosLoad(ctx, s)
-	before, _ := s.tgt.Usage()
-	_ = sleepCtx(ctx, r.cfg.warmup)
-	cutAt := time.Now()
-	cut := run.now()
-	s.pb.srv.DropAll()
-	run.awaitStable(ctx, cut, r.cfg.stableWindow, r.cfg.recoverBound)
-	lr := run.finish()
-	after, uerr := s.tgt.Usage()
-	res := newResult(scnSockCut, ts.label, lr)
-	if uerr == nil {
-		res.addUsage(before, after, s.tgt.Scope())
-	}
-	judgeChaos(res, lr)
-	if at, ok := s.pb.conns.firstAfter(s.tokens[0].PathID, cutAt); ok {
-		res.note("telephone reconnected %v after the cut", at.Sub(cutAt).Round(time.Millisecond))
-	}
-	failed, total := faultStats(lr.samples, cut, lr.elapsed)
-	res.note("%d of %d requests started after the cut failed (502: in flight on the cut socket, 503: no telephone joined)", failed, total)
-	r.judgeRecovery(res, lr.samples, cut, "after the cut")
-	stopped(res, s.close())
-	return res
+	var cutAt time.Time
+	return r.chaosScenario(ctx, ts, scnSockCut, func(s *session, run *chaosRun) time.Duration {
+		cutAt = time.Now()
+		cut := run.now()
+		s.pb.srv.DropAll()
+		return cut
+	}, func(res *result, s *session, lr *loadResult, cut time.Duration) {
+		if at, ok := s.pb.conns.firstAfter(s.tokens[0].PathID, cutAt); ok {
+			res.note("telephone reconnected %v after the cut", at.Sub(cutAt).Round(time.Millisecond))
+		}
+		failed, total := faultStats(lr.samples, cut, lr.elapsed)
+		res.note("%d of %d requests started after the cut failed (502: in flight on the cut socket, 503: no telephone joined)", failed, total)
+		r.judgeRecovery(res, lr.samples, cut, "after the cut")
+	})
 }
 
 // herdOutcome is what one telephone of the herd did after the restart.
