@@ -282,7 +282,7 @@ func (c *Client) reply(s *session, id string, res *response) {
 
 // forward serves the request through the handler into w, with the request's deadline.
 func (c *Client) forward(ctx context.Context, w *collector, pr *proxyReq, log *slog.Logger) *response {
-	r := pr.httpRequest(ctx, c.plugboardHost(), c.forwardedProto())
+	r := pr.httpRequest(ctx, c.pbHost, c.pbProto)
 	c.runHandler(w, r, log)
 	if w.tooLarge() {
 		c.m.Rejected("size")
@@ -304,22 +304,17 @@ func (c *Client) runHandler(w *collector, r *http.Request, log *slog.Logger) {
 	c.handler.ServeHTTP(w, r)
 }
 
-func (c *Client) plugboardHost() string {
-	u, err := url.Parse(c.url)
-	if err != nil {
-		return ""
+// plugboardOrigin returns Plugboard's host:port (the RemoteAddr of forwarded requests when the
+// end client's address is unknown) and the X-Forwarded-Proto its socket scheme implies.
+func plugboardOrigin(u *url.URL) (hostPort, proto string) {
+	port, proto := u.Port(), "http"
+	if u.Scheme == "wss" {
+		proto = "https"
 	}
-	if u.Port() == "" {
-		return net.JoinHostPort(u.Hostname(), map[string]string{"ws": "80", "wss": "443"}[u.Scheme])
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[proto]
 	}
-	return u.Host
-}
-
-func (c *Client) forwardedProto() string {
-	if strings.HasPrefix(c.url, "wss:") {
-		return "https"
-	}
-	return "http"
+	return net.JoinHostPort(u.Hostname(), port), proto
 }
 
 func errorResponse(status int, reason string) *response {

@@ -264,3 +264,20 @@ func FuzzResponseEncode(f *testing.F) {
 		}
 	})
 }
+
+func TestPlugboardOrigin(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ raw, host, proto string }{
+		{"ws://pb.example/telephone/websocket", "pb.example:80", "http"},
+		{"wss://pb.example/telephone/websocket", "pb.example:443", "https"},
+		{"wss://[2001:db8::1]:8443/telephone/websocket", "[2001:db8::1]:8443", "https"},
+	} {
+		u, err := checkSocketURL(tt.raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host, proto := plugboardOrigin(u); host != tt.host || proto != tt.proto {
+			t.Errorf("%s: %q %q, want %q %q", tt.raw, host, proto, tt.host, tt.proto)
+		}
+	}
+}

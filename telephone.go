@@ -21,6 +21,8 @@ import (
 // use.
 type Client struct {
 	url     string
+	pbHost  string // Plugboard's host:port, computed once from url
+	pbProto string // "https" for wss://, else "http"
 	o       options
 	log     *slog.Logger
 	handler http.Handler
@@ -53,7 +55,8 @@ type Client struct {
 // New validates the options and returns a Client for the Plugboard socket URL, for example
 // "wss://plugboard.example.com/telephone/websocket". It does not connect; Run does.
 func New(plugboardURL string, opts ...Option) (*Client, error) {
-	if err := checkSocketURL(plugboardURL); err != nil {
+	pu, err := checkSocketURL(plugboardURL)
+	if err != nil {
 		return nil, err
 	}
 	o := defaultOptions()
@@ -78,6 +81,7 @@ func New(plugboardURL string, opts ...Option) (*Client, error) {
 		drainedCh: make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	c.pbHost, c.pbProto = plugboardOrigin(pu)
 	c.shutdownCtx, c.beginShut = context.WithCancel(context.Background())
 	c.shutdownCh = c.shutdownCtx.Done()
 	m, err := metrics.New(o.metrics)
@@ -95,18 +99,18 @@ func New(plugboardURL string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-func checkSocketURL(raw string) error {
+func checkSocketURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return optErr("plugboardURL", "%v", err)
+		return nil, optErr("plugboardURL", "%v", err)
 	}
 	if u.Scheme != "ws" && u.Scheme != "wss" {
-		return optErr("plugboardURL", "scheme must be ws or wss, got %q", u.Scheme)
+		return nil, optErr("plugboardURL", "scheme must be ws or wss, got %q", u.Scheme)
 	}
 	if u.Host == "" {
-		return optErr("plugboardURL", "URL has no host")
+		return nil, optErr("plugboardURL", "URL has no host")
 	}
-	return nil
+	return u, nil
 }
 
 // Run connects to Plugboard, joins the path named by the token and serves requests until

@@ -365,7 +365,7 @@ func (w *wsManager) target(f map[string]json.RawMessage) (*wsTarget, bool) {
 	u := url.URL{Scheme: "ws", Path: path, RawQuery: query}
 	t := &wsTarget{header: make(http.Header)}
 	if w.c.o.handler != nil {
-		u.Host = w.c.plugboardHost()
+		u.Host = w.c.pbHost
 		t.host = u.Host
 	} else {
 		b := w.c.live.backend.Load()
@@ -377,7 +377,7 @@ func (w *wsManager) target(f map[string]json.RawMessage) (*wsTarget, bool) {
 	}
 	t.url = u.String()
 	t.parseHeaders(f["headers"])
-	t.header.Set("X-Forwarded-Proto", w.c.forwardedProto())
+	t.header.Set("X-Forwarded-Proto", w.c.pbProto)
 	return t, true
 }
 
