@@ -108,14 +108,14 @@ type retryTransport struct {
 	log     *slog.Logger
 }
 
-func (t *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	res, err := t.next.RoundTrip(r)
+func (rt *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := rt.next.RoundTrip(r)
 	if !idempotent[r.Method] {
 		return res, err
 	}
-	bo := phoenix.Backoff{Initial: t.backoff, Max: t.backoff << t.max}
-	for attempt := 0; attempt < t.max && err != nil && isConnError(err); attempt++ {
-		if !t.g.breakerAllows() {
+	bo := phoenix.Backoff{Initial: rt.backoff, Max: rt.backoff << rt.max}
+	for attempt := 0; attempt < rt.max && err != nil && isConnError(err); attempt++ {
+		if !rt.g.breakerAllows() {
 			return nil, err
 		}
 		if r.Body != nil && r.Body != http.NoBody {
@@ -131,9 +131,9 @@ func (t *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		if werr := bo.Wait(r.Context()); werr != nil {
 			return nil, err
 		}
-		t.g.retried()
-		t.log.Debug("retrying backend request", slog.Int("attempt", attempt+1), slog.Any("error", err))
-		res, err = t.next.RoundTrip(r)
+		rt.g.retried()
+		rt.log.Debug("retrying backend request", slog.Int("attempt", attempt+1), slog.Any("error", err))
+		res, err = rt.next.RoundTrip(r)
 	}
 	return res, err
 }
@@ -146,8 +146,8 @@ type breakerTransport struct {
 	m    *metrics.Metrics
 }
 
-func (t *breakerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (bt *breakerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
-	defer func() { t.m.Backend(time.Since(start)) }()
-	return t.g.throughBreaker(func() (*http.Response, error) { return t.next.RoundTrip(r) })
+	defer func() { bt.m.Backend(time.Since(start)) }()
+	return bt.g.throughBreaker(func() (*http.Response, error) { return bt.next.RoundTrip(r) })
 }

@@ -229,14 +229,14 @@ func (c *Client) dispatch(s *session, payload json.RawMessage) {
 	s.workers.Go(func() {
 		defer c.release()
 		defer ticket.done()
-		c.serve(s, pr, ticket, log)
+		c.serveRequest(s, pr, ticket, log)
 	})
 }
 
-// serve forwards one admitted request and sends its proxy_res exactly once: the handler's
+// serveRequest forwards one admitted request and sends its proxy_res exactly once: the handler's
 // response, or a 504 at the deadline when the handler has not finished by then (its late
 // output is discarded).
-func (c *Client) serve(s *session, pr *proxyReq, t *ticket, log *slog.Logger) {
+func (c *Client) serveRequest(s *session, pr *proxyReq, t *ticket, log *slog.Logger) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(s.ctx, c.live.timeout())
 	defer cancel()

@@ -160,18 +160,18 @@ type ticket struct {
 }
 
 // wait takes a concurrency slot, waiting at most the configured queue wait.
-func (t *ticket) wait(ctx context.Context) *rejection {
-	if t.slot {
+func (tk *ticket) wait(ctx context.Context) *rejection {
+	if tk.slot {
 		return nil
 	}
-	g := t.g
+	g := tk.g
 	start := time.Now()
 	timer := time.NewTimer(g.o.queueWait)
 	defer timer.Stop()
-	defer t.unqueue()
+	defer tk.unqueue()
 	select {
 	case g.sem <- struct{}{}:
-		t.slot = true
+		tk.slot = true
 		g.m.QueueWait(time.Since(start))
 		return nil
 	case <-timer.C:
@@ -182,25 +182,25 @@ func (t *ticket) wait(ctx context.Context) *rejection {
 		"Service Unavailable: too many requests in progress")
 }
 
-func (t *ticket) unqueue() {
-	t.g.mu.Lock()
-	if t.queued {
-		t.g.queued--
-		t.queued = false
+func (tk *ticket) unqueue() {
+	tk.g.mu.Lock()
+	if tk.queued {
+		tk.g.queued--
+		tk.queued = false
 	}
-	t.g.mu.Unlock()
+	tk.g.mu.Unlock()
 }
 
 // done releases the slot and forgets the request id.
-func (t *ticket) done() {
-	t.unqueue()
-	if t.slot {
-		<-t.g.sem
-		t.slot = false
+func (tk *ticket) done() {
+	tk.unqueue()
+	if tk.slot {
+		<-tk.g.sem
+		tk.slot = false
 	}
-	t.g.mu.Lock()
-	delete(t.g.ids, t.id)
-	t.g.mu.Unlock()
+	tk.g.mu.Lock()
+	delete(tk.g.ids, tk.id)
+	tk.g.mu.Unlock()
 }
 
 func (g *guard) breakerAllows() bool {

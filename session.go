@@ -43,7 +43,7 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 	if c.stopping(ctx) {
 		return 0, nil
 	}
-	conn, err := c.dial(ctx)
+	conn, err := c.dialPlugboard(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("connect: %w", err)
 	}
@@ -69,7 +69,7 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 		return 0, err
 	}
 	joinedAt := time.Now()
-	err = s.serve(ctx)
+	err = s.serveUntilEnd(ctx)
 	return time.Since(joinedAt), err
 }
 
@@ -93,8 +93,8 @@ func (s *session) join(ctx context.Context) error {
 	return nil
 }
 
-// serve waits for the session to end, re-joining the channel when Plugboard closes it.
-func (s *session) serve(ctx context.Context) error {
+// serveUntilEnd waits for the session to end, re-joining the channel when Plugboard closes it.
+func (s *session) serveUntilEnd(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	var bg sync.WaitGroup
 	bg.Go(func() { s.heartbeatLoop(sctx) })

@@ -30,7 +30,7 @@ type Client struct {
 	m       *metrics.Metrics
 	guard   *guard
 	ws      *wsManager
-	dialFn  func(ctx context.Context, token string) (phoenix.Conn, error) // transport.Dial; replaced in tests
+	dialFn  func(ctx context.Context, token string) (phoenix.Conn, error) // dialTransport; replaced in tests
 	live    live                                                          // settings Reload changes while running
 
 	reloadMu sync.Mutex // serialises Reload; guards cur
@@ -308,9 +308,9 @@ func (c *Client) setError(err error) {
 	c.setState(func(s *Status) { s.LastError = err.Error(); s.LastErrorAt = time.Now() })
 }
 
-// dial opens the WebSocket with the current token. A refused token is reported to the token
+// dialPlugboard opens the WebSocket to Plugboard with the current token. A refused token is reported to the token
 // manager, which offers the other token source once; ErrTokenRefused when none is left.
-func (c *Client) dial(ctx context.Context) (phoenix.Conn, error) {
+func (c *Client) dialPlugboard(ctx context.Context) (phoenix.Conn, error) {
 	for {
 		tok := c.tokens.current()
 		conn, err := c.dialFn(ctx, tok.raw)
