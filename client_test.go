@@ -603,3 +603,17 @@ func TestParseTokenRejectsGarbage(t *testing.T) {
 		t.Fatalf("ParseToken = %v", err)
 	}
 }
+
+func TestShutdownBeforeRun(t *testing.T) {
+	t.Parallel()
+	c, _ := telephone.New("ws://x", telephone.WithHandler(http.NotFoundHandler()))
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(context.Background()); !errors.Is(err, telephone.ErrClientClosed) {
+		t.Fatalf("Run after Shutdown = %v", err)
+	}
+	if !c.Status().Draining {
+		t.Fatal("status not draining")
+	}
+}
