@@ -17,19 +17,19 @@ import (
 // proxy to the backend URL over the configured RoundTripper, guarded by retries and the
 // circuit breaker.
 func (c *Client) buildHandler() http.Handler {
-	if c.o.handler != nil {
-		return c.o.handler
+	if c.conf().handler != nil {
+		return c.conf().handler
 	}
-	rt := c.o.backend
+	rt := c.conf().backend
 	if rt == nil {
 		rt = defaultBackendTransport()
 	}
-	rt = &retryTransport{next: rt, max: c.o.retries, backoff: c.o.retryBackoff, g: c.guard, log: c.log}
+	rt = &retryTransport{next: rt, max: c.conf().retries, backoff: c.conf().retryBackoff, g: c.guard, log: c.log}
 	rt = &breakerTransport{next: rt, g: c.guard, m: c.m}
-	keepEncoding := c.o.keepEncoding
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			target := c.live.backend.Load()
+			o := c.conf()
+			target := o.backendURL
 			pr.SetURL(target)
 			pr.Out.Host = target.Host
 			copyHeader(pr.Out.Header, pr.In.Header, "X-Forwarded-For")
@@ -37,7 +37,7 @@ func (c *Client) buildHandler() http.Handler {
 				pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
 			}
 			pr.Out.Header.Set("X-Forwarded-Proto", pr.In.Header.Get("X-Forwarded-Proto"))
-			if !keepEncoding {
+			if !o.keepEncoding {
 				pr.Out.Header.Set("Accept-Encoding", "identity")
 			}
 		},

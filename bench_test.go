@@ -46,12 +46,12 @@ func forwardOnce(b *testing.B, c *Client, frame []byte) int {
 	if rej := t.wait(ctx); rej != nil {
 		b.Fatal(rej.reason)
 	}
-	res := c.forward(ctx, newCollector(c.live.maxResponse.Load()), pr, c.log)
+	res := c.forward(ctx, newCollector(c.conf().maxResponseSize), pr, c.log)
 	t.done()
 	if res.status != http.StatusOK {
 		b.Fatalf("status %d", res.status)
 	}
-	payload, err := res.encode(pr.RequestID, c.o.chunkSize)
+	payload, err := res.encode(pr.RequestID, c.conf().chunkSize)
 	if err != nil {
 		b.Fatal(err)
 	}

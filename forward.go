@@ -238,7 +238,7 @@ func (c *Client) dispatch(s *session, payload json.RawMessage) {
 // output is discarded).
 func (c *Client) serveRequest(s *session, pr *proxyReq, t *ticket, log *slog.Logger) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(s.ctx, c.live.timeout())
+	ctx, cancel := context.WithTimeout(s.ctx, c.conf().requestTimeout)
 	defer cancel()
 	var once sync.Once
 	send := func(res *response) {
@@ -254,7 +254,7 @@ func (c *Client) serveRequest(s *session, pr *proxyReq, t *ticket, log *slog.Log
 		send(rej.res)
 		return
 	}
-	w := newCollector(c.live.maxResponse.Load())
+	w := newCollector(c.conf().maxResponseSize)
 	stop := context.AfterFunc(ctx, func() {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			w.abandon()
@@ -268,12 +268,12 @@ func (c *Client) serveRequest(s *session, pr *proxyReq, t *ticket, log *slog.Log
 // reply encodes and sends a proxy_res; a failure means the socket is gone and Plugboard has
 // already answered the caller with 502.
 func (c *Client) reply(s *session, id string, res *response) {
-	payload, err := res.encode(id, c.o.chunkSize)
+	payload, err := res.encode(id, c.conf().chunkSize)
 	if err != nil {
 		c.log.Error("could not encode proxy_res", slog.String("request_id", id), slog.Any("error", err))
-		payload, _ = errorResponse(http.StatusBadGateway, "Bad Gateway: response could not be encoded").encode(id, c.o.chunkSize)
+		payload, _ = errorResponse(http.StatusBadGateway, "Bad Gateway: response could not be encoded").encode(id, c.conf().chunkSize)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), c.o.connectTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), c.conf().connectTimeout)
 	defer cancel()
 	if err := s.ch.Send(ctx, "proxy_res", phoenix.ValidJSON(payload)); err != nil {
 		c.log.Warn("proxy_res not sent", slog.String("request_id", id), slog.Any("error", err))
@@ -287,7 +287,7 @@ func (c *Client) forward(ctx context.Context, w *collector, pr *proxyReq, log *s
 	if w.tooLarge() {
 		c.m.Rejected("size")
 	}
-	return w.result(c.o.utf8Policy, log, c.m)
+	return w.result(c.conf().utf8Policy, log, c.m)
 }
 
 // runHandler calls the handler, turning a panic into a 502 (http.ErrAbortHandler is how

@@ -25,14 +25,12 @@ var errBreakerOpen = errors.New("telephone: backend circuit open")
 // the concurrency limit with a bounded queue, and the backend circuit breaker. Every map it
 // keeps is bounded and swept by TTL.
 type guard struct {
-	o       *options
-	live    *live
+	cfg     *config
 	log     *slog.Logger
 	m       *metrics.Metrics
 	limiter *rate.Limiter
 	sem     chan struct{}
 	breaker *gobreaker.CircuitBreaker[*http.Response]
-	ttl     time.Duration // how long a request id is remembered at most
 	maxIDs  int
 
 	mu        sync.Mutex           // guards ids, queued, lastSweep
@@ -49,12 +47,12 @@ type rejection struct {
 	res    *response
 }
 
-func newGuard(o *options, l *live, log *slog.Logger, m *metrics.Metrics) *guard {
+func newGuard(cfg *config, log *slog.Logger, m *metrics.Metrics) *guard {
+	o := cfg.load()
 	g := &guard{
-		o: o, live: l, log: log, m: m,
+		cfg: cfg, log: log, m: m,
 		limiter: rate.NewLimiter(rate.Limit(o.rateLimit), o.rateBurst),
 		sem:     make(chan struct{}, o.maxConcurrent),
-		ttl:     o.requestTimeout + o.queueWait + time.Minute,
 		maxIDs:  2 * o.maxConcurrent,
 		ids:     make(map[string]time.Time),
 	}
@@ -88,7 +86,7 @@ func reject(counter *atomic.Uint64, m *metrics.Metrics, kind string, status int,
 // admit decides at once whether a request may proceed; it runs on the channel's delivery
 // goroutine and never blocks. A ticket must be finished with done.
 func (g *guard) admit(id string, bodyLen int64) (*ticket, *rejection) {
-	if limit := g.live.maxRequestBody.Load(); bodyLen > limit {
+	if limit := g.cfg.load().maxRequestBody; bodyLen > limit {
 		return nil, reject(&g.rejectedSize, g.m, "size", http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("Payload Too Large: request body exceeds %d bytes", limit))
 	}
@@ -104,6 +102,19 @@ func (g *guard) admit(id string, bodyLen int64) (*ticket, *rejection) {
 	return g.track(id)
 }
 
+// ttl is how long a request id is remembered at most: the current request timeout and queue
+// wait, plus a minute.
+func (g *guard) ttl() time.Duration {
+	o := g.cfg.load()
+	return o.requestTimeout + o.queueWait + time.Minute
+}
+
+// setRate applies o's rate limit to the token bucket (Reload).
+func (g *guard) setRate(o *options) {
+	g.limiter.SetLimit(rate.Limit(o.rateLimit))
+	g.limiter.SetBurst(o.rateBurst)
+}
+
 func (g *guard) retryAfter() int {
 	r := float64(g.limiter.Limit())
 	if r <= 0 || math.IsInf(r, 1) {
@@ -114,14 +125,14 @@ func (g *guard) retryAfter() int {
 
 // track remembers the id and takes a concurrency slot, or a queue place when none is free.
 func (g *guard) track(id string) (*ticket, *rejection) {
-	now := time.Now()
+	now, ttl := time.Now(), g.ttl()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, dup := g.ids[id]; dup {
 		g.duplicates.Add(1)
 		return nil, &rejection{reason: "duplicate request_id"}
 	}
-	if len(g.ids) >= g.maxIDs || now.Sub(g.lastSweep) > g.ttl/2 {
+	if len(g.ids) >= g.maxIDs || now.Sub(g.lastSweep) > ttl/2 {
 		g.sweep(now)
 	}
 	t := &ticket{g: g, id: id}
@@ -129,14 +140,14 @@ func (g *guard) track(id string) (*ticket, *rejection) {
 	case g.sem <- struct{}{}:
 		t.slot = true
 	default:
-		if g.queued >= g.o.maxConcurrent || len(g.ids) >= g.maxIDs {
+		if g.queued >= g.cfg.load().maxConcurrent || len(g.ids) >= g.maxIDs {
 			return nil, reject(&g.rejectedBusy, g.m, "concurrency", http.StatusServiceUnavailable,
 				"Service Unavailable: too many requests in progress")
 		}
 		g.queued++
 		t.queued = true
 	}
-	g.ids[id] = now.Add(g.ttl)
+	g.ids[id] = now.Add(ttl)
 	return t, nil
 }
 
@@ -166,7 +177,7 @@ func (tk *ticket) wait(ctx context.Context) *rejection {
 	}
 	g := tk.g
 	start := time.Now()
-	timer := time.NewTimer(g.o.queueWait)
+	timer := time.NewTimer(g.cfg.load().queueWait)
 	defer timer.Stop()
 	defer tk.unqueue()
 	select {
@@ -237,7 +248,7 @@ func (g *guard) status() LimitStatus {
 	queued, tracked := g.queued, len(g.ids)
 	g.mu.Unlock()
 	return LimitStatus{
-		MaxConcurrent: g.o.maxConcurrent, RateLimit: float64(g.limiter.Limit()), RateBurst: g.limiter.Burst(),
+		MaxConcurrent: g.cfg.load().maxConcurrent, RateLimit: float64(g.limiter.Limit()), RateBurst: g.limiter.Burst(),
 		Queued: queued, Tracked: tracked,
 		RejectedRate: g.rejectedRate.Load(), RejectedBusy: g.rejectedBusy.Load(),
 		RejectedSize: g.rejectedSize.Load(), RejectedBreaker: g.rejectedBreaker.Load(),

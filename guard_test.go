@@ -31,9 +31,7 @@ func testGuard(t *testing.T, opts ...Option) *guard {
 			t.Fatal(err)
 		}
 	}
-	var l live
-	l.init(&o)
-	return newGuard(&o, &l, discardLogger(), nil)
+	return newGuard(newConfig(o), discardLogger(), nil)
 }
 
 func reqID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
@@ -146,7 +144,7 @@ func TestGuardDuplicatesAndSweep(t *testing.T) {
 			t.Fatalf("status %+v", g.status())
 		}
 		// The stuck request's id is forgotten after its TTL, whatever its handler does.
-		time.Sleep(g.ttl + time.Second)
+		time.Sleep(g.ttl() + time.Second)
 		g.mu.Lock()
 		g.sweep(time.Now())
 		g.mu.Unlock()
@@ -497,4 +495,45 @@ func heapInUse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse)
+}
+
+// TestGuardTTLFollowsReload: a request id is remembered for the request timeout in force when
+// it was admitted (plus queue wait and a minute), also after Reload changed the timeout.
+func TestGuardTTLFollowsReload(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c, err := New("ws://pb.example/telephone/websocket", WithHandler(http.NotFoundHandler()),
+			WithRequestTimeout(time.Second), WithMaxConcurrentRequests(4, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.guard.ttl(); got != time.Second+time.Minute {
+			t.Fatalf("ttl %v before Reload", got)
+		}
+		if _, _, err := c.Reload(WithRequestTimeout(3 * time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.guard.ttl(); got != 4*time.Minute {
+			t.Fatalf("ttl %v after Reload, want 4m", got)
+		}
+		stuck, rej := c.guard.admit(reqID(1), 0)
+		if rej != nil {
+			t.Fatal(rej.reason)
+		}
+		defer stuck.done()
+		time.Sleep(2 * time.Minute) // past the TTL the timeout of New implied
+		c.guard.mu.Lock()
+		c.guard.sweep(time.Now())
+		c.guard.mu.Unlock()
+		if c.guard.status().Tracked != 1 {
+			t.Fatal("the id was forgotten after the old TTL although Reload lengthened it")
+		}
+		time.Sleep(2*time.Minute + time.Second)
+		c.guard.mu.Lock()
+		c.guard.sweep(time.Now())
+		c.guard.mu.Unlock()
+		if c.guard.status().Tracked != 0 {
+			t.Fatal("the id is still tracked after the reloaded TTL")
+		}
+	})
 }

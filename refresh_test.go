@@ -321,7 +321,7 @@ func TestRefreshFailureThenSuccess(t *testing.T) {
 func TestRefreshRetriesBeforeExpiry(t *testing.T) {
 	t.Parallel()
 	o := defaultOptions()
-	tm := newTokenManager(&o, discardLogger(), nil)
+	tm := newTokenManager(newConfig(o), discardLogger(), nil)
 	now := time.Now()
 	tm.cur = token{claims: plugtoken.Claims{IssuedAt: now.Add(-50 * time.Minute), ExpiresAt: now.Add(7 * time.Minute)}}
 	tm.failures = 10 // backoff would be 5 min or more
@@ -368,7 +368,7 @@ func TestFutureIatWithinSkewAccepted(t *testing.T) {
 		}
 		o := defaultOptions()
 		o.plugboardSecret = testSecret
-		tm := newTokenManager(&o, discardLogger(), nil)
+		tm := newTokenManager(newConfig(o), discardLogger(), nil)
 		if _, err := tm.parse(mk(3*time.Minute), "configured"); err != nil {
 			t.Fatalf("iat 3 min ahead refused: %v", err)
 		}

@@ -70,3 +70,18 @@ func TestReloadBackendURLNeedsRestartWithHandler(t *testing.T) {
 		t.Fatalf("changed %v restart %v err %v", changed, restart, err)
 	}
 }
+
+func TestReloadAcceptEncodingPassthroughAppliesToNextRequest(t *testing.T) {
+	t.Parallel()
+	tn := startTunnel(t, nil, telephone.WithBackendURL(echoBackend(t).URL))
+	if res, _ := tn.do("GET", "/", nil, "Accept-Encoding", "br"); res.Header.Get("X-Accept-Encoding-Seen") != "identity" {
+		t.Fatalf("before Reload the backend saw Accept-Encoding %q", res.Header.Get("X-Accept-Encoding-Seen"))
+	}
+	changed, restart, err := tn.client.Reload(telephone.WithAcceptEncodingPassthrough())
+	if err != nil || !slices.Equal(changed, []string{"WithAcceptEncodingPassthrough"}) || restart != nil {
+		t.Fatalf("changed %v restart %v err %v", changed, restart, err)
+	}
+	if res, _ := tn.do("GET", "/", nil, "Accept-Encoding", "br"); res.Header.Get("X-Accept-Encoding-Seen") != "br" {
+		t.Fatalf("after Reload the backend saw Accept-Encoding %q", res.Header.Get("X-Accept-Encoding-Seen"))
+	}
+}

@@ -48,8 +48,8 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 		return 0, fmt.Errorf("connect: %w", err)
 	}
 	sock := phoenix.NewSocket(conn, phoenix.SocketOptions{
-		HeartbeatInterval: c.o.phoenixHeartbeat,
-		PushTimeout:       c.o.connectTimeout,
+		HeartbeatInterval: c.conf().phoenixHeartbeat,
+		PushTimeout:       c.conf().connectTimeout,
 		Logger:            c.log,
 	})
 	c.m.SocketUp(true)
@@ -74,7 +74,7 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 }
 
 func (s *session) join(ctx context.Context) error {
-	jctx, cancel := context.WithTimeout(ctx, s.c.o.connectTimeout)
+	jctx, cancel := context.WithTimeout(ctx, s.c.conf().connectTimeout)
 	defer cancel()
 	raw, err := s.ch.Join(jctx, nil)
 	if err != nil {
@@ -127,7 +127,7 @@ func (s *session) serveUntilEnd(ctx context.Context) error {
 func (s *session) rejoinLoop(ctx context.Context) error {
 	s.c.setState(func(st *Status) { st.Joined = false })
 	s.c.ws.closeAll(websocketGoingAway)
-	bo := &phoenix.Backoff{Initial: s.c.o.backoffInitial, Max: s.c.o.backoffMax}
+	bo := &phoenix.Backoff{Initial: s.c.conf().backoffInitial, Max: s.c.conf().backoffMax}
 	wctx, stop := s.c.untilShutdown(ctx)
 	defer stop()
 	for {
@@ -148,7 +148,7 @@ func (s *session) rejoinLoop(ctx context.Context) error {
 
 // leave ends the session politely after a drain: phx_leave, then close code 1000.
 func (s *session) leave() {
-	ctx, cancel := context.WithTimeout(s.ctx, s.c.o.connectTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, s.c.conf().connectTimeout)
 	defer cancel()
 	if s.ch.Joined() {
 		s.leaving.Store(true)
@@ -197,7 +197,7 @@ func (s *session) handle(m phoenix.Message) {
 // heartbeatLoop sends the app-level heartbeat and declares the session dead when
 // heartbeatMisses consecutive beats went unacknowledged.
 func (s *session) heartbeatLoop(ctx context.Context) {
-	t := time.NewTicker(s.c.o.heartbeatInterval)
+	t := time.NewTicker(s.c.conf().heartbeatInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -208,7 +208,7 @@ func (s *session) heartbeatLoop(ctx context.Context) {
 		if !s.ch.Joined() {
 			continue
 		}
-		if s.sentBeats.Load()-s.ackedBeats.Load() >= int64(s.c.o.heartbeatMisses) {
+		if s.sentBeats.Load()-s.ackedBeats.Load() >= int64(s.c.conf().heartbeatMisses) {
 			close(s.dead)
 			return
 		}

@@ -21,9 +21,9 @@ import (
 // use.
 type Client struct {
 	url     string
-	pbHost  string // Plugboard's host:port, computed once from url
-	pbProto string // "https" for wss://, else "http"
-	o       options
+	pbHost  string  // Plugboard's host:port, computed once from url
+	pbProto string  // "https" for wss://, else "http"
+	cfg     *config // the configuration snapshot; Reload swaps it
 	log     *slog.Logger
 	handler http.Handler
 	tokens  *tokenManager
@@ -31,10 +31,8 @@ type Client struct {
 	guard   *guard
 	ws      *wsManager
 	dialFn  func(ctx context.Context, token string) (phoenix.Conn, error) // dialTransport; replaced in tests
-	live    live                                                          // settings Reload changes while running
 
-	reloadMu sync.Mutex // serialises Reload; guards cur
-	cur      options    // the configuration as Reload last applied it
+	reloadMu sync.Mutex // serialises Reload
 
 	shutdownCtx context.Context    // cancelled when Shutdown begins: stop accepting, stop reconnecting
 	beginShut   context.CancelFunc // cancels shutdownCtx
@@ -76,7 +74,7 @@ func New(plugboardURL string, opts ...Option) (*Client, error) {
 	}
 	c := &Client{
 		url:       plugboardURL,
-		o:         o,
+		cfg:       newConfig(o),
 		log:       o.logger,
 		drainedCh: make(chan struct{}),
 		done:      make(chan struct{}),
@@ -89,11 +87,9 @@ func New(plugboardURL string, opts ...Option) (*Client, error) {
 		return nil, optErr("WithMetrics", "%v", err)
 	}
 	c.m = m
-	c.cur = o
-	c.live.init(&o)
 	c.dialFn = c.dialTransport
-	c.tokens = newTokenManager(&c.o, c.log, c.m)
-	c.guard = newGuard(&c.o, &c.live, c.log, c.m)
+	c.tokens = newTokenManager(c.cfg, c.log, c.m)
+	c.guard = newGuard(c.cfg, c.log, c.m)
 	c.handler = c.buildHandler()
 	c.ws = newWSManager(c)
 	return c, nil
@@ -159,7 +155,7 @@ func (c *Client) begin(cancel context.CancelFunc) error {
 
 // loop runs sessions until shutdown, cancellation or a permanent error.
 func (c *Client) loop(ctx context.Context, workers *sync.WaitGroup) error {
-	bo := &phoenix.Backoff{Initial: c.o.backoffInitial, Max: c.o.backoffMax, StableAfter: c.o.stableAfter}
+	bo := &phoenix.Backoff{Initial: c.conf().backoffInitial, Max: c.conf().backoffMax, StableAfter: c.conf().stableAfter}
 	for {
 		up, err := c.runSession(ctx, workers)
 		if c.stopping(ctx) {
@@ -330,9 +326,9 @@ func (c *Client) dialPlugboard(ctx context.Context) (phoenix.Conn, error) {
 func (c *Client) dialTransport(ctx context.Context, token string) (phoenix.Conn, error) {
 	conn, err := transport.Dial(ctx, c.url, transport.Options{
 		Token:            token,
-		HandshakeTimeout: c.o.connectTimeout,
-		TLSConfig:        c.o.tlsConfig,
-		Proxy:            c.o.proxy,
+		HandshakeTimeout: c.conf().connectTimeout,
+		TLSConfig:        c.conf().tlsConfig,
+		Proxy:            c.conf().proxy,
 	})
 	if err != nil {
 		return nil, err // a nil *transport.Conn must not become a non-nil interface

@@ -24,7 +24,7 @@ type token struct {
 
 // tokenManager chooses, verifies, refreshes and persists the Client's token.
 type tokenManager struct {
-	o   *options
+	cfg *config
 	log *slog.Logger
 	m   *metrics.Metrics
 	key []byte // Plugboard's derived JWT key; nil when the secret is unknown
@@ -38,9 +38,9 @@ type tokenManager struct {
 	failures  int
 }
 
-func newTokenManager(o *options, log *slog.Logger, m *metrics.Metrics) *tokenManager {
-	tm := &tokenManager{o: o, log: log, m: m, refusedID: map[string]bool{}}
-	if o.plugboardSecret != "" {
+func newTokenManager(cfg *config, log *slog.Logger, m *metrics.Metrics) *tokenManager {
+	tm := &tokenManager{cfg: cfg, log: log, m: m, refusedID: map[string]bool{}}
+	if o := cfg.load(); o.plugboardSecret != "" {
 		tm.key = plugtoken.DeriveKey(o.plugboardSecret)
 	}
 	return tm
@@ -58,7 +58,7 @@ func (tm *tokenManager) parse(raw, source string) (token, error) {
 		c, err = plugtoken.Parse(raw)
 	}
 	if err == nil {
-		err = c.Check(time.Now(), tm.o.tokenSkew)
+		err = c.Check(time.Now(), tm.cfg.load().tokenSkew)
 	}
 	if err != nil {
 		return token{}, fmt.Errorf("%w (%s token): %w", ErrInvalidToken, source, err)
@@ -71,20 +71,20 @@ func (tm *tokenManager) parse(raw, source string) (token, error) {
 func (tm *tokenManager) init(ctx context.Context) error {
 	var cands []token
 	var problems []error
-	if tm.o.token != "" {
-		t, err := tm.parse(tm.o.token, "configured")
+	if tm.cfg.load().token != "" {
+		t, err := tm.parse(tm.cfg.load().token, "configured")
 		if err != nil {
 			problems = append(problems, err)
 		} else {
 			cands = append(cands, t)
 		}
 	}
-	if tm.o.store != nil {
-		raw, err := tm.o.store.Load(ctx)
+	if tm.cfg.load().store != nil {
+		raw, err := tm.cfg.load().store.Load(ctx)
 		switch {
 		case err != nil:
 			problems = append(problems, fmt.Errorf("token store: %w", err))
-		case raw != "" && raw != tm.o.token:
+		case raw != "" && raw != tm.cfg.load().token:
 			t, err := tm.parse(raw, "stored")
 			if err != nil {
 				problems = append(problems, err)
@@ -145,10 +145,10 @@ func (tm *tokenManager) refused(t token) bool {
 }
 
 func (tm *tokenManager) save(ctx context.Context, t token) {
-	if tm.o.store == nil {
+	if tm.cfg.load().store == nil {
 		return
 	}
-	if err := tm.o.store.Save(ctx, t.raw, t.claims.ExpiresAt); err != nil {
+	if err := tm.cfg.load().store.Save(ctx, t.raw, t.claims.ExpiresAt); err != nil {
 		tm.log.Error("could not save token", slog.String("token_id", t.claims.ID), slog.Any("error", err))
 	}
 }
@@ -210,7 +210,7 @@ func (tm *tokenManager) refreshLoop(ctx context.Context, s *session) {
 // refreshOnce asks Plugboard for a new token; it accepts both the phx_reply form and the older
 // refresh_token_ack push. It reports whether refreshing must stop (revoked, or ctx done).
 func (tm *tokenManager) refreshOnce(ctx context.Context, s *session) (stop bool) {
-	rctx, cancel := context.WithTimeout(ctx, tm.o.connectTimeout)
+	rctx, cancel := context.WithTimeout(ctx, tm.cfg.load().connectTimeout)
 	defer cancel()
 	type result struct {
 		raw json.RawMessage

@@ -92,18 +92,18 @@ func newWSManager(c *Client) *wsManager {
 		conns:  make(map[string]*wsConn),
 		all:    make(map[*wsConn]struct{}),
 		checks: make(map[*wsCheck]struct{}),
-		st: WSStatus{Max: c.o.maxWebSockets, MaxFrame: c.o.maxWebSocketFrame,
-			QueueBytes: c.o.webSocketQueue, IdleTimeout: c.o.webSocketIdle},
+		st: WSStatus{Max: c.conf().maxWebSockets, MaxFrame: c.conf().maxWebSocketFrame,
+			QueueBytes: c.conf().webSocketQueue, IdleTimeout: c.conf().webSocketIdle},
 	}
-	if c.o.handler == nil {
-		wm.client = &http.Client{Transport: wsTransport(c.o.backend)}
+	if c.conf().handler == nil {
+		wm.client = &http.Client{Transport: wsTransport(c.conf().backend)}
 	}
 	return wm
 }
 
 // limits are the limits for a connection or check that starts now.
 func (wm *wsManager) limits() wsLimits {
-	o := &wm.c.o
+	o := wm.c.conf()
 	return wsLimits{grace: o.webSocketHandshake, idle: o.webSocketIdle, queue: o.webSocketQueue, maxFrame: o.maxWebSocketFrame}
 }
 
@@ -151,7 +151,7 @@ func validWSID(id string) bool { return id != "" && len(id) <= maxWSID }
 // send sends an event to Plugboard, waiting at most the connect timeout for room in the
 // socket's outbound queue. A failure means the socket is gone; Plugboard then cleans up.
 func (wm *wsManager) send(s *session, event string, payload any) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), wm.c.o.connectTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), wm.c.conf().connectTimeout)
 	defer cancel()
 	if err := s.ch.Send(ctx, event, payload); err != nil {
 		wm.c.log.Debug("WebSocket event not sent", slog.String("event", event), slog.Any("error", err))
@@ -224,7 +224,7 @@ func (wm *wsManager) admit(s *session, id string, t *wsTarget, log *slog.Logger)
 	if wm.conns[id] != nil {
 		return nil, wsRefused
 	}
-	if len(wm.all) >= wm.c.o.maxWebSockets {
+	if len(wm.all) >= wm.c.conf().maxWebSockets {
 		wm.m.Rejected("websocket_limit")
 		return nil, wsRefused
 	}
@@ -324,7 +324,7 @@ func (wm *wsManager) closeAll(code int) {
 	for _, k := range checks {
 		k.cancel()
 	}
-	bound := time.NewTimer(3*wm.limits().grace + wm.c.o.connectTimeout + time.Second)
+	bound := time.NewTimer(3*wm.limits().grace + wm.c.conf().connectTimeout + time.Second)
 	defer bound.Stop()
 	for _, done := range doneChans(conns, checks) {
 		select {

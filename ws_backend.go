@@ -38,11 +38,11 @@ func (wm *wsManager) target(f map[string]json.RawMessage) (*wsTarget, bool) {
 	}
 	u := url.URL{Scheme: "ws", Path: path, RawQuery: query}
 	t := &wsTarget{header: make(http.Header)}
-	if wm.c.o.handler != nil {
+	if wm.c.conf().handler != nil {
 		u.Host = wm.c.pbHost
 		t.host = u.Host
 	} else {
-		b := wm.c.live.backend.Load()
+		b := wm.c.conf().backendURL
 		if b.Scheme == "https" {
 			u.Scheme = "wss"
 		}
@@ -139,7 +139,7 @@ func (wm *wsManager) check(s *session, f map[string]json.RawMessage) {
 	k := &wsCheck{done: make(chan struct{}), raw: &rawConn{}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	wm.mu.Lock()
-	full := len(wm.checks) >= wm.c.o.maxWebSockets
+	full := len(wm.checks) >= wm.c.conf().maxWebSockets
 	if !full {
 		wm.checks[k] = struct{}{}
 	}
@@ -188,8 +188,8 @@ func (wm *wsManager) dialBackend(ctx context.Context, t *wsTarget, raw *rawConn,
 	dctx, cancel := context.WithTimeout(ctx, lim.grace)
 	defer cancel()
 	opts := &websocket.DialOptions{HTTPClient: wm.client, HTTPHeader: t.header.Clone(), Host: t.host, Subprotocols: t.protos}
-	if wm.c.o.handler != nil {
-		pipe = inproc.New(wm.c.o.handler, log)
+	if wm.c.conf().handler != nil {
+		pipe = inproc.New(wm.c.conf().handler, log)
 		raw.set(pipe.Conn())
 		opts.HTTPClient = pipe.HTTPClient()
 	} else {
