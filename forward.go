@@ -197,7 +197,8 @@ func remoteAddr(h http.Header, plugboard string) string {
 
 // dispatch runs on the channel's delivery goroutine: it validates and admits the request,
 // answering rejections at once, and starts a worker for the rest.
-func (c *Client) dispatch(s *session, payload json.RawMessage) {
+func (s *session) dispatch(payload json.RawMessage) {
+	c := s.c
 	pr, err := parseProxyReq(payload)
 	if pr.RequestID == "" {
 		c.log.Warn("dropping proxy_req without a usable request_id", slog.Any("error", err))
@@ -208,12 +209,12 @@ func (c *Client) dispatch(s *session, payload json.RawMessage) {
 	if errors.As(err, &br) {
 		log.Warn("invalid proxy_req", slog.String("reason", br.Reason))
 		c.m.Rejected("invalid")
-		c.reply(s, pr.RequestID, errorResponse(http.StatusBadRequest, "Bad Request: "+br.Reason))
+		s.reply(pr.RequestID, errorResponse(http.StatusBadRequest, "Bad Request: "+br.Reason))
 		return
 	}
 	if !c.acquire() {
 		c.m.Rejected("shutdown")
-		c.reply(s, pr.RequestID, errorResponse(http.StatusServiceUnavailable, "Service Unavailable: telephone is shutting down"))
+		s.reply(pr.RequestID, errorResponse(http.StatusServiceUnavailable, "Service Unavailable: telephone is shutting down"))
 		return
 	}
 	ticket, rej := c.guard.admit(pr.RequestID, int64(len(pr.Body)))
@@ -222,21 +223,22 @@ func (c *Client) dispatch(s *session, payload json.RawMessage) {
 		if rej.res != nil {
 			// Debug, not Warn: a flood must not become a log flood; metrics and Status count them.
 			log.Debug("request rejected", slog.String("reason", rej.reason))
-			c.reply(s, pr.RequestID, rej.res)
+			s.reply(pr.RequestID, rej.res)
 		}
 		return
 	}
 	s.workers.Go(func() {
 		defer c.release()
 		defer ticket.done()
-		c.serveRequest(s, pr, ticket, log)
+		s.serveRequest(pr, ticket, log)
 	})
 }
 
 // serveRequest forwards one admitted request and sends its proxy_res exactly once: the handler's
 // response, or a 504 at the deadline when the handler has not finished by then (its late
 // output is discarded).
-func (c *Client) serveRequest(s *session, pr *proxyReq, t *ticket, log *slog.Logger) {
+func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
+	c := s.c
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(s.ctx, c.conf().requestTimeout)
 	defer cancel()
@@ -246,7 +248,7 @@ func (c *Client) serveRequest(s *session, pr *proxyReq, t *ticket, log *slog.Log
 			c.m.Request(pr.Method, res.status, time.Since(start))
 			log.Debug("request served", slog.String("method", pr.Method), slog.String("path", pr.Path),
 				slog.Int("status", res.status), slog.Duration("elapsed", time.Since(start)))
-			c.reply(s, pr.RequestID, res)
+			s.reply(pr.RequestID, res)
 		})
 	}
 	if rej := t.wait(ctx); rej != nil {
@@ -267,7 +269,8 @@ func (c *Client) serveRequest(s *session, pr *proxyReq, t *ticket, log *slog.Log
 
 // reply encodes and sends a proxy_res; a failure means the socket is gone and Plugboard has
 // already answered the caller with 502.
-func (c *Client) reply(s *session, id string, res *response) {
+func (s *session) reply(id string, res *response) {
+	c := s.c
 	payload, err := res.encode(id, c.conf().chunkSize)
 	if err != nil {
 		c.log.Error("could not encode proxy_res", slog.String("request_id", id), slog.Any("error", err))

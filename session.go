@@ -13,14 +13,20 @@ import (
 	"github.com/verastack/telephone/phoenix"
 )
 
-// session is one WebSocket connection to Plugboard and its telephone channel. It is owned by
-// runSession; its goroutines (heartbeat, refresh) are joined before runSession returns.
+// session is one WebSocket connection to Plugboard and its telephone channel: it dispatches
+// the requests and WebSocket events that arrive on its channel and sends their replies on it.
+// It is owned by runSession; its heartbeat goroutine is joined before runSession returns. The
+// token refresh belongs to the Client, which borrows a joined session to carry it.
 type session struct {
 	c       *Client
 	sock    *phoenix.Socket
 	ch      *phoenix.Channel
 	ctx     context.Context // the Client's work context: cancelled only by a hard stop
+	ended   context.Context // cancelled when runSession returns
 	workers *sync.WaitGroup
+
+	mu   sync.Mutex  // guards part
+	part sessionPart // this session's share of Status
 
 	rejoin     chan struct{} // phx_error / phx_close seen for our join_ref
 	dead       chan struct{} // heartbeat acks stopped
@@ -55,14 +61,17 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 	c.m.SocketUp(true)
 	defer c.m.SocketUp(false)
 	defer sock.Close(1000, "")
-	c.setState(func(s *Status) { s.Connected = true })
-	defer c.setState(func(s *Status) { s.Connected, s.Joined = false, false })
+	ended, end := context.WithCancel(ctx)
+	defer end()
 	s := &session{
-		c: c, sock: sock, ctx: ctx, workers: workers,
+		c: c, sock: sock, ctx: ctx, ended: ended, workers: workers,
+		part:       sessionPart{connected: true},
 		rejoin:     make(chan struct{}, 1),
 		dead:       make(chan struct{}),
 		refreshAck: make(chan string, 1),
 	}
+	c.sessions.add(s)
+	defer c.sessions.remove(s)
 	s.ch = sock.Channel("telephone:"+c.tokens.current().claims.PathID, s.handle)
 	defer c.ws.closeAll(websocketGoingAway)
 	if err := s.join(ctx); err != nil {
@@ -86,9 +95,10 @@ func (s *session) join(ctx context.Context) error {
 	}
 	s.ackedBeats.Store(s.sentBeats.Load())
 	now := time.Now()
-	s.c.setState(func(st *Status) {
-		st.Joined, st.Path, st.ConnectedAt, st.LastAck = true, jr.Path, now, now
+	s.setPart(func(p *sessionPart) {
+		p.joined, p.path, p.connectedAt, p.lastAck = true, jr.Path, now, now
 	})
+	s.c.sessions.joined()
 	s.c.log.Info("joined Plugboard", slog.String("path", jr.Path), slog.String("topic", "telephone:"+s.c.tokens.current().claims.PathID))
 	return nil
 }
@@ -98,7 +108,6 @@ func (s *session) serveUntilEnd(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	var bg sync.WaitGroup
 	bg.Go(func() { s.heartbeatLoop(sctx) })
-	bg.Go(func() { s.c.tokens.refreshLoop(sctx, s) })
 	defer bg.Wait()
 	defer cancel()
 	for {
@@ -125,7 +134,7 @@ func (s *session) serveUntilEnd(ctx context.Context) error {
 
 // rejoinLoop re-joins after phx_error/phx_close with the jittered backoff, while the socket lives.
 func (s *session) rejoinLoop(ctx context.Context) error {
-	s.c.setState(func(st *Status) { st.Joined = false })
+	s.setPart(func(p *sessionPart) { p.joined = false })
 	s.c.ws.closeAll(websocketGoingAway)
 	bo := &phoenix.Backoff{Initial: s.c.conf().backoffInitial, Max: s.c.conf().backoffMax}
 	wctx, stop := s.c.untilShutdown(ctx)
@@ -163,11 +172,11 @@ func (s *session) leave() {
 func (s *session) handle(m phoenix.Message) {
 	switch m.Event {
 	case "proxy_req":
-		s.c.dispatch(s, m.Payload)
+		s.dispatch(m.Payload)
 	case "heartbeat_ack":
 		s.ackedBeats.Store(s.sentBeats.Load())
 		now := time.Now()
-		s.c.setState(func(st *Status) { st.LastAck = now })
+		s.setPart(func(p *sessionPart) { p.lastAck = now })
 	case "refresh_token_ack":
 		var p struct {
 			Token string `json:"token"`

@@ -65,6 +65,7 @@ func (c *Client) Status() Status {
 	c.mu.Lock()
 	st := c.st
 	c.mu.Unlock()
+	c.sessions.fill(&st)
 	st.Draining = c.draining()
 	st.Limits = c.guard.status()
 	st.WebSocket = c.ws.status()

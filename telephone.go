@@ -32,6 +32,8 @@ type Client struct {
 	ws      *wsManager
 	dialFn  func(ctx context.Context, token string) (phoenix.Conn, error) // dialTransport; replaced in tests
 
+	sessions sessionSet // the sessions with Plugboard (one at a time today)
+
 	reloadMu sync.Mutex // serialises Reload
 
 	shutdownCtx context.Context    // cancelled when Shutdown begins: stop accepting, stop reconnecting
@@ -129,8 +131,12 @@ func (c *Client) Run(ctx context.Context) error {
 		c.setError(err)
 		return err
 	}
+	refreshCtx, stopRefresh := context.WithCancel(workCtx)
+	var refresh sync.WaitGroup
+	refresh.Go(func() { c.refreshLoop(refreshCtx) })
+	defer refresh.Wait()
+	defer stopRefresh()
 	err := c.loop(workCtx, &workers)
-	c.setState(func(s *Status) { s.Connected, s.Joined = false, false })
 	if err != nil {
 		c.setError(err)
 		c.log.Error("telephone stopped", slog.Any("error", err))

@@ -191,27 +191,31 @@ func (tm *tokenManager) nextRefresh(now time.Time) time.Duration {
 	return d
 }
 
-// refreshLoop refreshes the token for one session until ctx ends or the token is revoked.
-func (tm *tokenManager) refreshLoop(ctx context.Context, s *session) {
+// refreshLoop refreshes the Client's token until ctx ends or the token is revoked. It is owned
+// by Run; each refresh is carried by a joined session, waited for when there is none.
+func (c *Client) refreshLoop(ctx context.Context) {
 	for {
-		t := time.NewTimer(tm.nextRefresh(time.Now()))
+		t := time.NewTimer(c.tokens.nextRefresh(time.Now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
 		}
-		if tm.refreshOnce(ctx, s) {
+		s := c.sessions.waitJoined(ctx)
+		if s == nil || c.tokens.refreshOnce(ctx, s) {
 			return
 		}
 	}
 }
 
-// refreshOnce asks Plugboard for a new token; it accepts both the phx_reply form and the older
-// refresh_token_ack push. It reports whether refreshing must stop (revoked, or ctx done).
+// refreshOnce asks Plugboard for a new token over s; it accepts both the phx_reply form and the
+// older refresh_token_ack push. It reports whether refreshing must stop (revoked, or ctx done).
+// A session that ends meanwhile is not a failure: the next attempt uses the next session.
 func (tm *tokenManager) refreshOnce(ctx context.Context, s *session) (stop bool) {
 	rctx, cancel := context.WithTimeout(ctx, tm.cfg.load().connectTimeout)
 	defer cancel()
+	defer context.AfterFunc(s.ended, cancel)()
 	type result struct {
 		raw json.RawMessage
 		err error
@@ -239,6 +243,9 @@ func (tm *tokenManager) refreshOnce(ctx context.Context, s *session) (stop bool)
 	}
 	if ctx.Err() != nil {
 		return true
+	}
+	if s.ended.Err() != nil {
+		return false
 	}
 	return tm.refreshFailed(err)
 }
