@@ -40,12 +40,6 @@ var knownMethods = map[string]bool{
 	"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "HEAD": true, "OPTIONS": true,
 }
 
-// hopHeaders are connection-specific headers never forwarded in either direction.
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length",
-}
-
 // parseProxyReq decodes and validates a proxy_req. The returned request id is set whenever
 // the payload carried a well-formed one, so that a 400 can be answered.
 func parseProxyReq(payload json.RawMessage) (*proxyReq, error) {
@@ -81,25 +75,10 @@ func (pr *proxyReq) validate() error {
 	if !knownMethods[pr.Method] {
 		return &badRequest{"unsupported method"}
 	}
-	if !strings.HasPrefix(pr.Path, "/") || strings.HasPrefix(pr.Path, "//") {
-		return &badRequest{"path must start with a single /"}
-	}
-	if strings.ContainsAny(pr.Path, "\r\n\x00") {
-		return &badRequest{"path contains control characters"}
-	}
-	if !validQuery(pr.QueryString) {
-		return &badRequest{"query_string contains characters not allowed in a URL"}
+	if reason := checkTarget(pr.Path, pr.QueryString); reason != "" {
+		return &badRequest{reason}
 	}
 	return pr.parseHeaders()
-}
-
-func validQuery(q string) bool {
-	for i := 0; i < len(q); i++ {
-		if c := q[i]; c <= ' ' || c == 0x7f || c == '#' {
-			return false
-		}
-	}
-	return true
 }
 
 func (pr *proxyReq) parseHeaders() error {
@@ -128,36 +107,10 @@ func (pr *proxyReq) parseHeaders() error {
 	for _, h := range connectionTokens(pr.header) {
 		pr.header.Del(h)
 	}
-	for _, h := range hopHeaders {
+	for h := range hopHeaders {
 		pr.header.Del(h)
 	}
 	return nil
-}
-
-// connectionTokens lists the headers named in Connection, which are hop-by-hop too.
-func connectionTokens(h http.Header) []string {
-	var out []string
-	for _, v := range h.Values("Connection") {
-		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				out = append(out, f)
-			}
-		}
-	}
-	return out
-}
-
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // httpRequest builds the *http.Request the handler serves. The path is the one Plugboard sent,

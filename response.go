@@ -10,8 +10,8 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/verastack/telephone/internal/jsonstr"
 	"github.com/verastack/telephone/internal/metrics"
-	"github.com/verastack/telephone/phoenix"
 )
 
 // errResponseTooLarge is returned by collector.Write once the body limit would be exceeded.
@@ -135,18 +135,12 @@ type response struct {
 	m      *metrics.Metrics
 }
 
-// droppedHeaders no longer describe the body Plugboard writes, or are hop-by-hop.
-var droppedHeaders = map[string]bool{
-	"Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Keep-Alive": true,
-	"Proxy-Connection": true, "Te": true, "Trailer": true, "Upgrade": true,
-}
-
 // wireHeaders flattens headers to one value per name: list-valued headers are joined with
 // ", ", and of several Set-Cookie headers only the first can be carried (the loss is logged).
 func (r *response) wireHeaders() map[string]string {
 	out := make(map[string]string, len(r.header))
 	for name, values := range r.header {
-		if droppedHeaders[name] || len(values) == 0 {
+		if hopHeaders[name] || len(values) == 0 {
 			continue
 		}
 		key := strings.ToLower(name)
@@ -175,14 +169,14 @@ func (r *response) encode(requestID string, chunkSize int) ([]byte, error) {
 	}
 	dst := make([]byte, 0, len(r.body)+len(r.body)/8+len(headers)+128)
 	dst = append(dst, `{"request_id":`...)
-	dst = phoenix.AppendJSONString(dst, requestID, false)
+	dst = jsonstr.Append(dst, requestID, false)
 	dst = append(dst, `,"status":`...)
 	dst = strconv.AppendInt(dst, int64(r.status), 10)
 	dst = append(dst, `,"headers":`...)
 	dst = append(dst, headers...)
 	if len(r.body) <= chunkSize {
 		dst = append(dst, `,"body":`...)
-		dst = phoenix.AppendJSONString(dst, r.body, false)
+		dst = jsonstr.Append(dst, r.body, false)
 		return append(dst, '}'), nil
 	}
 	dst = append(dst, `,"body":"","chunked":true,"chunks":[`...)
@@ -190,7 +184,7 @@ func (r *response) encode(requestID string, chunkSize int) ([]byte, error) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = phoenix.AppendJSONString(dst, chunk, false)
+		dst = jsonstr.Append(dst, chunk, false)
 	}
 	return append(dst, "]}"...), nil
 }

@@ -154,3 +154,17 @@ func FuzzResponseEncode(f *testing.F) {
 		}
 	})
 }
+
+// TestWireHeadersDropHopHeaders: every hop-by-hop header, and Content-Length, stays behind;
+// the same list applies to requests (TestProxyReqHeadersAndRequest).
+func TestWireHeadersDropHopHeaders(t *testing.T) {
+	t.Parallel()
+	h := http.Header{"X-Kept": {"1"}}
+	for name := range hopHeaders {
+		h.Set(name, "x")
+	}
+	got := (&response{header: h}).wireHeaders()
+	if len(got) != 1 || got["x-kept"] != "1" {
+		t.Fatalf("wireHeaders = %v", got)
+	}
+}

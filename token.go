@@ -302,8 +302,15 @@ func (tm *tokenManager) refreshFailed(err error) (stop bool) {
 	return false
 }
 
-// Claims are the claims of a Plugboard telephone token (PROTOCOL.md §4).
-type Claims = plugtoken.Claims
+// Claims are the claims of a Plugboard telephone token, an HS256 JWT that Plugboard issues for
+// one path (docs/PROTOCOL.md, "Tokens").
+type Claims struct {
+	Subject   string    // sub: the account the token was issued to
+	ID        string    // jti: the token's id, which Plugboard can revoke; logged as token_id
+	PathID    string    // path_id: the path the token joins, as the topic "telephone:<PathID>"
+	IssuedAt  time.Time // iat: when it was issued; at most the clock skew (WithClockSkew) ahead
+	ExpiresAt time.Time // exp: when it expires; the Client refreshes it at half-life
+}
 
 // ParseToken reads a token's claims without verifying its signature (Plugboard's secret is
 // needed for that: see WithPlugboardSecret). It checks the token's shape, not its times.
@@ -312,5 +319,5 @@ func ParseToken(jwt string) (Claims, error) {
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	return c, nil
+	return Claims{Subject: c.Subject, ID: c.ID, PathID: c.PathID, IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt}, nil
 }

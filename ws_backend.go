@@ -32,8 +32,7 @@ type wsTarget struct {
 // Plugboard sent, taken as the decoded path and never decoded again (as for HTTP).
 func (wm *wsManager) target(f map[string]json.RawMessage) (*wsTarget, bool) {
 	path, query := str(f, "path"), str(f, "query_string")
-	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") ||
-		strings.ContainsAny(path, "\r\n\x00") || !validQuery(query) {
+	if checkTarget(path, query) != "" {
 		return nil, false
 	}
 	u := url.URL{Scheme: "ws", Path: path, RawQuery: query}

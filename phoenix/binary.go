@@ -25,56 +25,9 @@ func (k FrameKind) String() string {
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
 
-// maxFieldLen is the largest field a binary frame can carry (one length byte).
-const maxFieldLen = 255
-
-// EncodeBinaryPush encodes a client→server binary push:
-// kind 0, four length bytes, then join_ref, ref, topic, event and the raw payload.
-// A field longer than 255 bytes is rejected with ErrFieldTooLong.
-func EncodeBinaryPush(m Message) ([]byte, error) {
-	return encodeBinary(KindPush, m.Payload, m.JoinRef, m.Ref, m.Topic, m.Event)
-}
-
-// EncodeBinaryServerPush encodes a server→client binary push (no ref):
-// kind 0, three length bytes, then join_ref, topic, event and the raw payload.
-func EncodeBinaryServerPush(m Message) ([]byte, error) {
-	return encodeBinary(KindPush, m.Payload, m.JoinRef, m.Topic, m.Event)
-}
-
-// EncodeBinaryReply encodes a server→client binary reply: kind 1, four length
-// bytes, then join_ref, ref, topic, m.Status and the raw payload (the response).
-func EncodeBinaryReply(m Message) ([]byte, error) {
-	return encodeBinary(KindReply, m.Payload, m.JoinRef, m.Ref, m.Topic, m.Status)
-}
-
-// EncodeBinaryBroadcast encodes a server→client binary broadcast: kind 2, two
-// length bytes, then topic, event and the raw payload.
-func EncodeBinaryBroadcast(m Message) ([]byte, error) {
-	return encodeBinary(KindBroadcast, m.Payload, m.Topic, m.Event)
-}
-
-func encodeBinary(kind FrameKind, payload []byte, fields ...string) ([]byte, error) {
-	n := 1 + len(fields) + len(payload)
-	for i, f := range fields {
-		if len(f) > maxFieldLen {
-			return nil, fmt.Errorf("%w: field %d of a %s frame is %d bytes", ErrFieldTooLong, i, kind, len(f))
-		}
-		n += len(f)
-	}
-	buf := make([]byte, 0, n)
-	buf = append(buf, byte(kind))
-	for _, f := range fields {
-		buf = append(buf, byte(len(f)))
-	}
-	for _, f := range fields {
-		buf = append(buf, f...)
-	}
-	return append(buf, payload...), nil
-}
-
-// DecodeBinaryPush decodes a client→server binary push (the server side of
-// EncodeBinaryPush). The result has Binary set; its Payload aliases data.
-// Any other kind, a truncated header or a length running past the end of data is
+// DecodeBinaryPush decodes a client→server binary push (what a server receives): kind 0,
+// four length bytes, then join_ref, ref, topic, event and the raw payload. The result has
+// Binary set; its Payload aliases data. Any other kind, a truncated header or a length running past the end of data is
 // rejected with an error wrapping ErrMalformed.
 func DecodeBinaryPush(data []byte) (Message, error) {
 	if len(data) == 0 {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/verastack/telephone/internal/binframe"
 )
 
 func TestBinaryRoundTrip(t *testing.T) {
@@ -18,19 +20,19 @@ func TestBinaryRoundTrip(t *testing.T) {
 		in     Message
 		want   Message // what DecodeBinary returns
 	}{
-		{"server push", EncodeBinaryServerPush, KindPush,
+		{"server push", encodeBinaryServerPush, KindPush,
 			Message{JoinRef: "1", Ref: "ignored", Topic: "t", Event: "e", Payload: payload},
 			Message{JoinRef: "1", Topic: "t", Event: "e", Payload: payload, Binary: true}},
-		{"reply", EncodeBinaryReply, KindReply,
+		{"reply", encodeBinaryReply, KindReply,
 			Message{JoinRef: "1", Ref: "7", Topic: "t", Status: "ok", Payload: payload},
 			Message{JoinRef: "1", Ref: "7", Topic: "t", Event: EventReply, Status: "ok", Payload: payload, Binary: true}},
-		{"broadcast", EncodeBinaryBroadcast, KindBroadcast,
+		{"broadcast", encodeBinaryBroadcast, KindBroadcast,
 			Message{JoinRef: "ignored", Topic: "t", Event: "e", Payload: payload},
 			Message{Topic: "t", Event: "e", Payload: payload, Binary: true}},
-		{"empty fields", EncodeBinaryServerPush, KindPush,
+		{"empty fields", encodeBinaryServerPush, KindPush,
 			Message{},
 			Message{Payload: []byte{}, Binary: true}},
-		{"max length fields", EncodeBinaryReply, KindReply,
+		{"max length fields", encodeBinaryReply, KindReply,
 			Message{JoinRef: long, Ref: long, Topic: long, Status: long},
 			Message{JoinRef: long, Ref: long, Topic: long, Event: EventReply, Status: long, Payload: []byte{}, Binary: true}},
 	}
@@ -56,7 +58,7 @@ func TestBinaryRoundTrip(t *testing.T) {
 func TestBinaryClientPushRoundTrip(t *testing.T) {
 	t.Parallel()
 	in := Message{JoinRef: "3", Ref: "12", Topic: "telephone:x", Event: "bin", Payload: []byte("\x00\x01raw")}
-	data, err := EncodeBinaryPush(in)
+	data, err := encodeBinaryPush(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +82,9 @@ func TestBinaryWireLayout(t *testing.T) {
 		encode func(Message) ([]byte, error)
 		want   string
 	}{
-		{"server push", EncodeBinaryServerPush, "\x00\x01\x02\x02" + "1abevP"},
-		{"reply", EncodeBinaryReply, "\x01\x01\x02\x02\x02" + "122abokP"},
-		{"broadcast", EncodeBinaryBroadcast, "\x02\x02\x02" + "abevP"},
+		{"server push", encodeBinaryServerPush, "\x00\x01\x02\x02" + "1abevP"},
+		{"reply", encodeBinaryReply, "\x01\x01\x02\x02\x02" + "122abokP"},
+		{"broadcast", encodeBinaryBroadcast, "\x02\x02\x02" + "abevP"},
 	}
 	for _, tt := range tests {
 		got, err := tt.encode(m)
@@ -96,12 +98,12 @@ func TestBinaryEncodeFieldTooLong(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", 256)
 	encoders := map[string]func(Message) ([]byte, error){
-		"push": EncodeBinaryPush, "server push": EncodeBinaryServerPush,
-		"reply": EncodeBinaryReply, "broadcast": EncodeBinaryBroadcast,
+		"push": encodeBinaryPush, "server push": encodeBinaryServerPush,
+		"reply": encodeBinaryReply, "broadcast": encodeBinaryBroadcast,
 	}
 	for name, enc := range encoders {
-		if _, err := enc(Message{Topic: long}); !errors.Is(err, ErrFieldTooLong) {
-			t.Errorf("%s: err = %v, want ErrFieldTooLong", name, err)
+		if _, err := enc(Message{Topic: long}); !errors.Is(err, binframe.ErrFieldTooLong) {
+			t.Errorf("%s: err = %v, want binframe.ErrFieldTooLong", name, err)
 		}
 	}
 }
@@ -147,4 +149,22 @@ func TestFrameKindString(t *testing.T) {
 			t.Errorf("FrameKind(%d).String() = %q, want %q", byte(k), got, want)
 		}
 	}
+}
+
+// The encoders live in internal/binframe (only tests send binary frames); these adapt them to
+// Message.
+func encodeBinaryPush(m Message) ([]byte, error) {
+	return binframe.Push(m.JoinRef, m.Ref, m.Topic, m.Event, m.Payload)
+}
+
+func encodeBinaryServerPush(m Message) ([]byte, error) {
+	return binframe.ServerPush(m.JoinRef, m.Topic, m.Event, m.Payload)
+}
+
+func encodeBinaryReply(m Message) ([]byte, error) {
+	return binframe.Reply(m.JoinRef, m.Ref, m.Topic, m.Status, m.Payload)
+}
+
+func encodeBinaryBroadcast(m Message) ([]byte, error) {
+	return binframe.Broadcast(m.Topic, m.Event, m.Payload)
 }

@@ -15,8 +15,8 @@
 // verbatim. DecodeText accepts, like the server, arrays with more than five
 // elements and ignores the extra ones. Binary frames start with a kind byte
 // (push, reply, broadcast) followed by one length byte per string field, the
-// fields, then the raw payload; see the EncodeBinary* and DecodeBinary*
-// functions. Every decode error wraps ErrMalformed, and no decoder panics on any
+// fields, then the raw payload; see the DecodeBinary* functions. The telephone
+// never sends binary frames, so the package has no binary encoder. Every decode error wraps ErrMalformed, and no decoder panics on any
 // input (they are fuzzed). Decoded payloads alias the decoded buffer.
 //
 // # Socket behaviour

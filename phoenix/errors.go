@@ -27,10 +27,6 @@ var (
 	// ErrChannelClosed is returned by Push and Send on a Channel that is not joined.
 	ErrChannelClosed = errors.New("phoenix: channel not joined")
 
-	// ErrFieldTooLong is returned when a join_ref, ref, topic, event or status is
-	// longer than 255 bytes and so cannot be written into a binary frame.
-	ErrFieldTooLong = errors.New("phoenix: binary frame field longer than 255 bytes")
-
 	// ErrInvalidPayload is returned by EncodeText and AppendText when the payload is
 	// not valid JSON (sending it would make the server drop the whole connection).
 	ErrInvalidPayload = errors.New("phoenix: payload is not valid JSON")

@@ -25,7 +25,8 @@ func ExampleDecodeText() {
 }
 
 func ExampleDecodeBinary() {
-	frame, _ := phoenix.EncodeBinaryReply(phoenix.Message{JoinRef: "1", Ref: "7", Topic: "room:1", Status: "ok", Payload: []byte{0xCA, 0xFE}})
+	// kind 1 (reply); the lengths of join_ref, ref, topic and status; the four fields; the payload.
+	frame := append([]byte{1, 1, 1, 6, 2}, "17room:1ok\xca\xfe"...)
 	m, kind, err := phoenix.DecodeBinary(frame)
 	if err != nil {
 		panic(err)

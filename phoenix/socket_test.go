@@ -268,13 +268,13 @@ func TestSocketBinaryInbound(t *testing.T) {
 	var rec recorder
 	runSocket(t, noHeartbeat, func(t *testing.T, s *Socket, srv *fakeServer) {
 		c := joinChannel(t, s, srv, rec.handle)
-		data, _ := EncodeBinaryServerPush(Message{JoinRef: "1", Topic: topic, Event: "blob", Payload: []byte{1, 2, 3}})
+		data, _ := encodeBinaryServerPush(Message{JoinRef: "1", Topic: topic, Event: "blob", Payload: []byte{1, 2, 3}})
 		srv.sendRaw(true, data)
-		data, _ = EncodeBinaryBroadcast(Message{Topic: topic, Event: "cast", Payload: []byte{4}})
+		data, _ = encodeBinaryBroadcast(Message{Topic: topic, Event: "cast", Payload: []byte{4}})
 		srv.sendRaw(true, data)
 		res := async(func() (json.RawMessage, error) { return c.Push(t.Context(), "get", nil) })
 		req := srv.recv()
-		data, _ = EncodeBinaryReply(Message{JoinRef: req.JoinRef, Ref: req.Ref, Topic: topic, Status: "ok", Payload: []byte("raw")})
+		data, _ = encodeBinaryReply(Message{JoinRef: req.JoinRef, Ref: req.Ref, Topic: topic, Status: "ok", Payload: []byte("raw")})
 		srv.sendRaw(true, data)
 		if r := <-res; r.err != nil || string(r.resp) != "raw" {
 			t.Fatalf("Push = %q, %v", r.resp, r.err)

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/verastack/telephone/phoenix"
+	"github.com/verastack/telephone/internal/binframe"
 )
 
 // FuzzSocketFrame feeds arbitrary frames to a joined socket: the server must
@@ -25,7 +25,7 @@ func FuzzSocketFrame(f *testing.F) {
 	} {
 		f.Add([]byte(seed), false)
 	}
-	bin, _ := phoenix.EncodeBinaryPush(phoenix.Message{JoinRef: "1", Ref: "2", Topic: topic, Event: "proxy_res", Payload: []byte{1}})
+	bin, _ := binframe.Push("1", "2", topic, "proxy_res", []byte{1})
 	f.Add(bin, true)
 	f.Fuzz(func(t *testing.T, data []byte, binary bool) {
 		s := newServer([]Option{WithIdleTimeout(time.Hour), WithWSCheck()})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/verastack/telephone/internal/binframe"
 	"github.com/verastack/telephone/phoenix"
 )
 
@@ -104,16 +105,16 @@ func TestSocketProtocolErrors(t *testing.T) {
 		t.Errorf("leave unjoined: %+v", m)
 	}
 	// Binary join works; a binary proxy_res is ignored; another binary event crashes the channel.
-	bin, err := phoenix.EncodeBinaryPush(phoenix.Message{JoinRef: "7", Ref: "7", Topic: topic, Event: phoenix.EventJoin, Payload: []byte("x")})
+	bin, err := binframe.Push("7", "7", topic, phoenix.EventJoin, []byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeBinary(t, c, bin)
 	c.expectReply("7", "ok")
-	bin, _ = phoenix.EncodeBinaryPush(phoenix.Message{JoinRef: "7", Ref: "8", Topic: topic, Event: "proxy_res", Payload: []byte{0xff}})
+	bin, _ = binframe.Push("7", "8", topic, "proxy_res", []byte{0xff})
 	writeBinary(t, c, bin)
 	c.expectNothing("b1")
-	bin, _ = phoenix.EncodeBinaryPush(phoenix.Message{JoinRef: "7", Ref: "9", Topic: topic, Event: "heartbeat", Payload: []byte{1}})
+	bin, _ = binframe.Push("7", "9", topic, "heartbeat", []byte{1})
 	writeBinary(t, c, bin)
 	if m := c.expect(phoenix.EventError); m.JoinRef != "7" || m.Ref != "7" {
 		t.Errorf("binary heartbeat: %+v", m)

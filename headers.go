@@ -1,0 +1,65 @@
+package telephone
+
+import (
+	"net/http"
+	"strings"
+)
+
+// hopHeaders belong to one connection, or describe a body the other side frames anew: they are
+// never forwarded, neither in a request to the backend nor in a response to Plugboard. Headers
+// named in a request's Connection header are dropped too (connectionTokens).
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true,
+	"Upgrade": true, "Content-Length": true,
+}
+
+// checkTarget says why a path and query string from Plugboard cannot form the backend request
+// target, for proxy_req as for ws_connect and ws_check, or returns "". The path is taken as the
+// decoded path and never decoded again.
+func checkTarget(path, query string) string {
+	switch {
+	case !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//"):
+		return "path must start with a single /"
+	case strings.ContainsAny(path, "\r\n\x00"):
+		return "path contains control characters"
+	case !validQuery(query):
+		return "query_string contains characters not allowed in a URL"
+	}
+	return ""
+}
+
+func validQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; c <= ' ' || c == 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// connectionTokens lists the headers named in Connection, which are hop-by-hop too.
+func connectionTokens(h http.Header) []string {
+	var out []string
+	for _, v := range h.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
