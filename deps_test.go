@@ -6,7 +6,10 @@ import (
 	"testing"
 )
 
-// TestImportRules enforces DESIGN.md's import graph with `go list -deps`.
+// TestImportRules enforces the import graph with `go list -deps`: imports flow
+// cmd/telephone -> telephone -> {phoenix, transport, tokenstore, internal}; phoenix imports
+// neither net/http nor a WebSocket library; transport imports neither phoenix nor tokenstore;
+// telephonetest and tokenstore never import the root package.
 func TestImportRules(t *testing.T) {
 	t.Parallel()
 	const root = "github.com/verastack/telephone"

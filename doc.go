@@ -23,6 +23,7 @@
 // the session, and WithMetrics exports Prometheus metrics.
 //
 // The package telephonetest provides an in-memory Plugboard for tests, and cmd/telephone is a
-// drop-in replacement for the original sidecar binary. The wire protocol is described in the
-// phoenix package and in the doc comments of the forwarding code.
+// drop-in replacement for the original sidecar binary. The wire protocol as this module
+// implements it, with its compatibility decisions, is described in docs/PROTOCOL.md in the
+// repository.
 package telephone

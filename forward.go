@@ -18,7 +18,7 @@ import (
 	"github.com/verastack/telephone/phoenix"
 )
 
-// proxyReq is the proxy_req payload (PROTOCOL.md §3.3).
+// proxyReq is the proxy_req payload (docs/PROTOCOL.md §3.3).
 type proxyReq struct {
 	RequestID   string          `json:"request_id"`
 	Method      string          `json:"method"`

@@ -157,7 +157,7 @@ func (r *response) wireHeaders() map[string]string {
 	return out
 }
 
-// encode renders the proxy_res payload (PROTOCOL.md §3.4): {request_id, status, headers,
+// encode renders the proxy_res payload (docs/PROTOCOL.md §3.4): {request_id, status, headers,
 // body} or, above chunkSize, {..., "body":"", "chunked":true, "chunks":[...]} with every chunk
 // at most chunkSize bytes and every boundary on a UTF-8 character boundary. It is built in one
 // buffer (the body is escaped straight into it), so a large body is copied once, not through

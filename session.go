@@ -36,7 +36,7 @@ type session struct {
 	ackedBeats atomic.Int64  // value of sentBeats when the last heartbeat_ack arrived
 }
 
-// joinReply is the telephone channel's join response (PROTOCOL.md §3.1).
+// joinReply is the telephone channel's join response (docs/PROTOCOL.md §3.1).
 type joinReply struct {
 	Status    string `json:"status"`
 	Path      string `json:"path"`

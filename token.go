@@ -303,7 +303,7 @@ func (tm *tokenManager) refreshFailed(err error) (stop bool) {
 }
 
 // Claims are the claims of a Plugboard telephone token, an HS256 JWT that Plugboard issues for
-// one path (docs/PROTOCOL.md, "Tokens").
+// one path (docs/PROTOCOL.md §4.1).
 type Claims struct {
 	Subject   string    // sub: the account the token was issued to
 	ID        string    // jti: the token's id, which Plugboard can revoke; logged as token_id

@@ -1,34 +1,12 @@
 package telephone
 
-// Proxied WebSockets (PROTOCOL.md Part B §3.10): Plugboard accepts an end client's WebSocket,
-// pushes ws_connect, and relays frames as ws_frame events; the telephone opens the matching
-// WebSocket to the backend and relays the other way.
-//
-// Decisions where the protocol is silent (see also the WSStatus fields):
-//   - Reasons in ws_error and ws_check_result are fixed words, never Go error text (Plugboard
-//     shows them to the end client as "Bad Gateway: <reason>"): connection_refused (the dial
-//     was refused, the connection limit is reached, the connection_id is already in use or the
-//     telephone is shutting down), connection_timeout (no handshake within the handshake
-//     timeout), invalid_upgrade (the backend answered without upgrading), backend_error
-//     (anything else, and a backend connection that broke without a close frame),
-//     invalid_path (a path or query string that cannot be a request target) and
-//     invalid_frame_data (an inbound ws_frame whose data is not standard base64 or whose
-//     opcode is unknown; the backend is then closed with 1011).
-//   - A frame larger than the frame limit, either way, closes the connection with 1009 "Frame
-//     too large"; a send queue that overflows (the backend reads too slowly) closes it with
-//     1009 "Send queue overflow"; a connection without frames either way for the idle timeout
-//     is closed with 1001 "Idle timeout". In each case Plugboard gets ws_closed with the same
-//     code and reason, so the end client sees it.
-//   - Close codes are made legal on the wire: a ws_close code that may not be sent (1004-1006,
-//     1015, out of range) closes the backend with 1000; a backend close without status (1005)
-//     becomes 1000 in ws_closed, and any other code that may not be sent (1006, 1015)
-//     becomes 1011.
-//   - Inbound ping and pong opcodes count as activity and are not forwarded: ping and pong
-//     are per hop, Plugboard never sends them (it relays client text and binary only), and the
-//     backend's own pings are answered by the WebSocket library. Backend pings and pongs are
-//     not forwarded to Plugboard either.
-//   - ws_close, and closeAll, flush the frames already queued before the close frame; every
-//     close handshake is bounded by the handshake timeout, after which the connection is cut.
+// Proxied WebSockets (docs/PROTOCOL.md §5): Plugboard accepts an end client's WebSocket, pushes
+// ws_connect, and relays frames as ws_frame events; the telephone opens the matching WebSocket to
+// the backend and relays the other way. The decisions where the protocol is silent (fixed reason
+// words, legal close codes, ping and pong per hop, the limits and their close codes, flushing
+// before a close, bounded close handshakes) are in docs/PROTOCOL.md §5.3-§5.5 and the WSStatus
+// fields. This file holds the manager and its events; ws_conn.go one proxied connection;
+// ws_backend.go the backend target, close codes, ws_check and dialing.
 
 import (
 	"context"

@@ -409,7 +409,7 @@ func TestWSClientCloses(t *testing.T) {
 	if err := c.Close(4001, "bye"); err != nil {
 		t.Fatal(err)
 	}
-	// Plugboard does not pass the client's code on: it always sends 1000 (PROTOCOL.md §6, 54).
+	// Plugboard does not pass the client's code on: it always sends 1000 (docs/PROTOCOL.md §5.4).
 	if ce := b.nextClose(t); ce.Code != websocket.StatusNormalClosure || ce.Reason != "Client disconnected" {
 		t.Errorf("backend saw %v", ce)
 	}

@@ -5,7 +5,7 @@ import "fmt"
 // FrameKind is the first byte of a V2 binary frame.
 type FrameKind byte
 
-// Binary frame kinds (PROTOCOL.md §2.4).
+// Binary frame kinds (docs/PROTOCOL.md §2.2).
 const (
 	KindPush      FrameKind = 0
 	KindReply     FrameKind = 1

@@ -9,7 +9,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// mintResponse is the JSON answer of GET /mint (DESIGN.md's devserver contract).
+// mintResponse is the JSON answer of GET /mint (the devserver contract in cmd/telephone/README.md).
 type mintResponse struct {
 	Token     string `json:"token"`
 	TokenID   string `json:"token_id"`

@@ -28,7 +28,7 @@ type callResult struct {
 	disconnected bool            // the channel ended first
 }
 
-// proxyRequest is the proxy_req payload (PROTOCOL.md §3.3).
+// proxyRequest is the proxy_req payload (docs/PROTOCOL.md §3.3).
 type proxyRequest struct {
 	RequestID   string            `json:"request_id"`
 	Method      string            `json:"method"`
@@ -228,7 +228,7 @@ func (s *Server) pathKnown(pathID string) bool {
 }
 
 // pickLocked chooses the next joined channel of the path, round-robin in join
-// order (PROTOCOL.md §3.8), or nil. s.mu must be held.
+// order (docs/PROTOCOL.md §3.8), or nil. s.mu must be held.
 func (s *Server) pickLocked(pathID string) *channel {
 	list := s.paths[pathID]
 	if len(list) == 0 {
@@ -285,7 +285,7 @@ func (r callResult) outcome() (json.RawMessage, int) {
 	return r.payload, 0
 }
 
-// proxyResponse is the proxy_res payload (PROTOCOL.md §3.4), decoded loosely so
+// proxyResponse is the proxy_res payload (docs/PROTOCOL.md §3.4), decoded loosely so
 // that a wrong type can be reported instead of failing the whole decode.
 type proxyResponse struct {
 	Status  json.RawMessage            `json:"status"`

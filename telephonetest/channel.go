@@ -62,7 +62,7 @@ func (s *Server) startChannel(sk *socket, topic, joinRef string) (old *channel, 
 
 // watchHeartbeat stops the channel with phx_error when no heartbeat event came
 // for longer than the heartbeat timeout, checking every timeout/2 from the
-// join (PROTOCOL.md §3.6).
+// join (docs/PROTOCOL.md §3.6).
 func (ch *channel) watchHeartbeat() {
 	s := ch.sock.srv
 	timeout := s.cfg.heartbeatTimeout
@@ -152,7 +152,7 @@ func (ch *channel) crash(why string, m phoenix.Message) {
 	ch.sock.srv.endChannel(ch, endCrash)
 }
 
-// handleIn handles one event of the telephone channel (PROTOCOL.md §3.2). An
+// handleIn handles one event of the telephone channel (docs/PROTOCOL.md §3.2). An
 // event or payload shape the real channel has no clause for crashes it; a
 // proxy_res it cannot route is ignored.
 func (ch *channel) handleIn(m phoenix.Message) {

@@ -12,7 +12,7 @@ import (
 const topicPrefix = "telephone:"
 
 // dispatch handles one inbound message the way Phoenix.Socket does
-// (PROTOCOL.md §2.2-§2.6 and §2.9): the phoenix heartbeat, joins, leaves, the
+// (docs/PROTOCOL.md §2.2-§2.7): the phoenix heartbeat, joins, leaves, the
 // "unmatched topic" error, strict or lenient join_ref checks, and then the
 // channel's own events.
 func (sk *socket) dispatch(m phoenix.Message) {

@@ -13,7 +13,7 @@
 // WaitJoined, Stats, Frames) make client behaviour testable.
 //
 // The wire behaviour follows the real Plugboard and Phoenix as recorded in
-// testdata/phoenix-1.7.21-frames.md and described in PROTOCOL.md Part B:
+// testdata/phoenix-1.7.21-frames.md and described in docs/PROTOCOL.md:
 // refused sockets get HTTP 403 with an empty body before the upgrade, unknown
 // events crash the channel (phx_error), join_ref is checked strictly as in
 // Phoenix 1.8.3+ unless WithLenientJoinRef is given, and so on.

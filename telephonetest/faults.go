@@ -29,7 +29,7 @@ func (s *Server) Restart() {
 
 // Disconnect closes every socket opened with the token with close code 1011,
 // as Bandit 1.8.0 does for Phoenix's "disconnect" broadcast to the socket id
-// (PROTOCOL.md §2.8). The token is not revoked.
+// (docs/PROTOCOL.md §2.8). The token is not revoked.
 func (s *Server) Disconnect(tokenID string) {
 	s.closeTokenSockets(tokenID, websocket.StatusInternalError)
 }

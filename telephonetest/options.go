@@ -7,7 +7,7 @@ import (
 )
 
 // Defaults of the server's configuration. They match Plugboard's own defaults
-// (PROTOCOL.md Part B) unless stated otherwise.
+// (docs/PROTOCOL.md) unless stated otherwise.
 const (
 	DefaultTokenLifetime    = 3600 * time.Second // TELEPHONE_TOKEN_EXPIRY
 	DefaultHeartbeatTimeout = 60 * time.Second   // TELEPHONE_HEARTBEAT_TIMEOUT_MS
@@ -84,7 +84,7 @@ func WithTokenLifetime(d time.Duration) Option {
 }
 
 // WithHeartbeatTimeout sets the application-level heartbeat timeout of the
-// telephone channel (PROTOCOL.md §3.6): a joined channel that receives no
+// telephone channel (docs/PROTOCOL.md §3.6): a joined channel that receives no
 // "heartbeat" event for longer than d dies with phx_error. It is checked every
 // d/2 from the join, so the channel dies between d and 1.5·d after the last
 // heartbeat. The default is 60 s; a non-positive d keeps the default.
@@ -124,7 +124,7 @@ func WithIdleTimeout(d time.Duration) Option {
 
 // WithRefreshPushForm makes refresh_token behave like older Plugboard servers:
 // on success the new token is pushed as a refresh_token_ack event and no
-// phx_reply is sent (PROTOCOL.md §3.7). Errors are still replies.
+// phx_reply is sent (docs/PROTOCOL.md §3.7). Errors are still replies.
 func WithRefreshPushForm() Option {
 	return func(c *config) { c.refreshPush = true }
 }
@@ -133,14 +133,14 @@ func WithRefreshPushForm() Option {
 // message on a joined topic reaches the channel whatever its join_ref. By
 // default the server is strict like Phoenix 1.8.3+ and silently drops a message
 // whose join_ref (null included) differs from the channel's current join_ref
-// (PROTOCOL.md §2.9).
+// (docs/PROTOCOL.md §2.7).
 func WithLenientJoinRef() Option {
 	return func(c *config) { c.lenientJoinRef = true }
 }
 
 // WithWSCheck enables the ws_check pre-check of newer Plugboard versions: before
 // a proxied WebSocket is upgraded, the telephone receives ws_check and must
-// answer ws_check_result (PROTOCOL.md §3.10 step 1). Without it, the channel
+// answer ws_check_result (docs/PROTOCOL.md §5.1). Without it, the channel
 // has no ws_check_result handler and that event crashes the channel, as on the
 // newest channel version seen.
 func WithWSCheck() Option {

@@ -213,7 +213,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// socketPath is where Plugboard mounts the telephone socket (PROTOCOL.md §1).
+// socketPath is where Plugboard mounts the telephone socket (docs/PROTOCOL.md §1).
 const socketPath = "/telephone/websocket"
 
 // isWebSocketUpgrade reports whether r asks for a WebSocket upgrade.

@@ -21,7 +21,7 @@ const writeTimeout = 10 * time.Second
 
 // serveSocket is the telephone socket endpoint. Like Phoenix it refuses before
 // upgrading: 400 for a non-GET request, 403 with an empty body when the token
-// or vsn is refused (PROTOCOL.md §1). The Origin header is not checked.
+// or vsn is refused (docs/PROTOCOL.md §1). The Origin header is not checked.
 func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.WriteHeader(http.StatusBadRequest)

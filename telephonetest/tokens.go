@@ -17,7 +17,7 @@ type Token struct {
 	ExpiresAt time.Time // server-side expiry of the record at minting time
 }
 
-// tokenRecord is the server-side token row (PROTOCOL.md §4). Its fields are
+// tokenRecord is the server-side token row (docs/PROTOCOL.md §4.3). Its fields are
 // guarded by Server.mu.
 type tokenRecord struct {
 	id        string
@@ -99,7 +99,7 @@ func (s *Server) CurrentToken(tokenID string) string {
 	return ""
 }
 
-// authenticate does what Plugboard's socket connect/3 does (PROTOCOL.md §4):
+// authenticate does what Plugboard's socket connect/3 does (docs/PROTOCOL.md §1, §4):
 // verify the HS256 signature (the JWT's own exp is not checked), find the record
 // whose current JWT this is, and check it is neither revoked nor expired.
 func (s *Server) authenticate(jwt string) (*tokenRecord, error) {

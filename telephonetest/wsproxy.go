@@ -15,7 +15,7 @@ import (
 	"github.com/verastack/telephone/phoenix"
 )
 
-// Limits of the proxied-WebSocket handler (PROTOCOL.md §3.10).
+// Limits of the proxied-WebSocket handler (docs/PROTOCOL.md §5).
 const (
 	wsBufferFrames = 100     // client frames buffered before ws_connected
 	wsBufferBytes  = 1 << 20 // bytes buffered before ws_connected
@@ -339,7 +339,7 @@ func (p *wsProxy) closeClient(s *Server, st *proxyState, code websocket.StatusCo
 }
 
 // wsEvent handles ws_connected, ws_frame, ws_closed and ws_error from the
-// telephone. Missing required keys crash the channel (PROTOCOL.md §3.2); an
+// telephone. Missing required keys crash the channel (docs/PROTOCOL.md §2.5); an
 // unknown connection_id is ignored.
 func (ch *channel) wsEvent(m phoenix.Message, obj map[string]json.RawMessage) {
 	required := map[string][]string{

@@ -10,7 +10,7 @@ import (
 	"fmt"
 )
 
-// Key derivation and sealing exactly as the original sidecar (PROTOCOL.md §5.8).
+// Key derivation and sealing exactly as the original sidecar (docs/PROTOCOL.md §7.2).
 const (
 	kdfSalt       = "telephone-token-encryption-v1"
 	kdfIterations = 100_000

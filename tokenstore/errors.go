@@ -1,6 +1,6 @@
 // Package tokenstore provides the two TokenStore implementations of telephone: Memory, which
 // lives and dies with the process, and SQLite, an encrypted file that is compatible in both
-// directions with the telephone.db of the original Go sidecar (PROTOCOL.md §5.8).
+// directions with the telephone.db of the original Go sidecar (docs/PROTOCOL.md §7.2).
 //
 // Both types satisfy the root package's interface
 //

@@ -19,7 +19,7 @@ import (
 // defaultBusyTimeout is how long SQLite waits for another connection's lock by default.
 const defaultBusyTimeout = 5 * time.Second
 
-// schema is the original sidecar's schema, statement for statement (PROTOCOL.md §5.8).
+// schema is the original sidecar's schema, statement for statement (docs/PROTOCOL.md §7.2).
 const schema = `
 CREATE TABLE IF NOT EXISTS tokens (
 	id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -27,7 +27,7 @@ const testSecret = "original-secret-key-base-with-at-least-sixty-four-bytes-0123
 
 // ---- an independent implementation of the original sidecar's storage format ----
 
-// origKey derives the original's AES key; written from PROTOCOL.md §5.8, not from crypto.go.
+// origKey derives the original's AES key; written from docs/PROTOCOL.md §7.2, not from crypto.go.
 func origKey(t testing.TB, secret string) []byte {
 	t.Helper()
 	k, err := pbkdf2.Key(sha256.New, secret, []byte("telephone-token-encryption-v1"), 100000, 32)

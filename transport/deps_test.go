@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestImports enforces the layering of DESIGN.md: transport knows nothing of
+// TestImports enforces the layering: transport knows nothing of
 // Phoenix, tokens or the root package.
 func TestImports(t *testing.T) {
 	t.Parallel()

@@ -72,7 +72,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-// TestConfigOriginalEnvironment parses the original sidecar's documented values (§5.1).
+// TestConfigOriginalEnvironment parses the original sidecar's documented values (docs/PROTOCOL.md §7.1).
 func TestConfigOriginalEnvironment(t *testing.T) {
 	t.Parallel()
 	env := originalEnv("ws://plugboard:4000/telephone/websocket", testToken, "localhost", "8080", "/data/telephone.db", "8081")

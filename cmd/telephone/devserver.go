@@ -14,7 +14,7 @@ import (
 )
 
 // devserver is `telephone devserver`: telephonetest's in-memory Plugboard on a TCP address,
-// with the loopback contract of DESIGN.md (/telephone/websocket, /call/<path_id>/..., /mint,
+// with the loopback contract of cmd/telephone/README.md (/telephone/websocket, /call/<path_id>/..., /mint,
 // /admin/...). It stops on SIGINT or SIGTERM.
 func (c *cli) devserver(args []string) int {
 	fset := flag.NewFlagSet("telephone devserver", flag.ContinueOnError)

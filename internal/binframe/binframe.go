@@ -1,4 +1,4 @@
-// Package binframe encodes Phoenix V2 binary frames (docs/PROTOCOL.md, "Binary frames") for the
+// Package binframe encodes Phoenix V2 binary frames (docs/PROTOCOL.md §2.2) for the
 // tests of the decoders in phoenix and of the fake Plugboard in telephonetest. The telephone
 // itself never sends a binary frame, so the encoders are not part of the public API.
 package binframe

@@ -1,5 +1,5 @@
 // Package plugtoken reads, checks and (for tests and the in-memory Plugboard) mints the JWTs that
-// Plugboard issues to telephones (PROTOCOL.md §4).
+// Plugboard issues to telephones (docs/PROTOCOL.md §4).
 //
 // A token is a compact JWS with header {"alg":"HS256","typ":"JWT"} and exactly the claims sub,
 // jti, path_id, iat and exp (iat and exp are integer Unix seconds). The newest Plugboard signs
@@ -41,10 +41,10 @@ var (
 // 300 bytes; the cap keeps garbage input cheap to refuse.
 const MaxTokenLen = 8 << 10
 
-// keyDerivationMessage is the HMAC message of Plugboard's derive_jwt_secret (PROTOCOL.md §4).
+// keyDerivationMessage is the HMAC message of Plugboard's derive_jwt_secret (docs/PROTOCOL.md §4.2).
 const keyDerivationMessage = "plugboard_telephone_jwt_v1"
 
-// Claims are the claims Plugboard puts in every telephone token (PROTOCOL.md §4).
+// Claims are the claims Plugboard puts in every telephone token (docs/PROTOCOL.md §4.1).
 type Claims struct {
 	Subject   string    // sub
 	ID        string    // jti

@@ -101,7 +101,7 @@ func Verify(token string, key []byte) (Claims, error) {
 
 // VerifyAny is Verify with several candidate keys: the signature must match one of them. It
 // serves servers of different ages with one secret: the newest Plugboard signs with
-// DeriveKey(secretKeyBase), servers before that key derivation (PROTOCOL.md §4, `@04ab04c`) with
+// DeriveKey(secretKeyBase), servers before that key derivation (docs/PROTOCOL.md §4.2) with
 // []byte(secretKeyBase) itself, so pass both:
 //
 //	plugtoken.VerifyAny(tok, plugtoken.DeriveKey(skb), []byte(skb))

@@ -45,7 +45,7 @@ func (b *binaryTarget) Scope() string {
 	return "telephone child process(es) only: /proc/<pid>/stat utime+stime, /proc/<pid>/status VmRSS/VmHWM"
 }
 
-// childEnv returns the original sidecar's environment (PROTOCOL.md §5.1) for one child.
+// childEnv returns the original sidecar's environment (docs/PROTOCOL.md §7.1) for one child.
 func childEnv(env targetEnv, token, dbPath, secret string) ([]string, error) {
 	host, port, err := splitHostPort(env.Backend)
 	if err != nil {

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// originalVars are the original sidecar's environment variables (PROTOCOL.md §5.1).
+// originalVars are the original sidecar's environment variables (docs/PROTOCOL.md §7.1).
 var originalVars = []string{
 	"PLUGBOARD_URL", "TELEPHONE_TOKEN", "BACKEND_HOST", "BACKEND_PORT", "BACKEND_SCHEME",
 	"CONNECT_TIMEOUT", "REQUEST_TIMEOUT", "HEARTBEAT_INTERVAL", "CONNECTION_MONITOR_INTERVAL",

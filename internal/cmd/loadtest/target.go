@@ -41,7 +41,7 @@ type target interface {
 }
 
 // targetEnv is the configuration of the telephones under test: exactly what the original
-// sidecar's environment variables can say (PROTOCOL.md §5.1), so that a binary and the
+// sidecar's environment variables can say (docs/PROTOCOL.md §7.1), so that a binary and the
 // in-process client get the same settings.
 type targetEnv struct {
 	SocketURL       string
