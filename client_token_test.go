@@ -24,7 +24,9 @@ func TestRefreshRotatesTokenAcrossReconnectAndRestart(t *testing.T) {
 	srv := telephonetest.NewServer()
 	defer srv.Close()
 	path := telephonetest.NewPathID()
-	tok, err := srv.Mint(path, 3*time.Second) // half-life 1.5 s: refreshed almost at once
+	// Half-life 5 s: refreshed soon, yet the token (whose iat is whole seconds) cannot expire
+	// before a Client on a loaded machine has even started, as a 3 s token could.
+	tok, err := srv.Mint(path, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func TestRefreshRotatesTokenAcrossReconnectAndRestart(t *testing.T) {
 	c := newClient()
 	done := make(chan error, 1)
 	go func() { done <- c.Run(context.Background()) }()
-	waitFor(t, func() bool { return !c.Status().LastRefresh.IsZero() })
+	waitForWithin(t, 30*time.Second, func() bool { return !c.Status().LastRefresh.IsZero() })
 	rotated := srv.CurrentToken(tok.ID)
 	if rotated == tok.Token {
 		t.Fatal("server did not rotate the token")
