@@ -24,15 +24,11 @@ const defaultDemoAddr = "127.0.0.1:4000"
 // one process. It prints a URL to curl and stops on SIGINT or SIGTERM.
 func (c *cli) demo(args []string) int {
 	fset := flag.NewFlagSet("telephone demo", flag.ContinueOnError)
-	fset.SetOutput(c.stderr)
 	addr := fset.String("addr", defaultDemoAddr, "Plugboard listen `address`; if the default is busy a free port is used")
 	opsAddr := fset.String("ops", "", "serve /health, /ready, /live, /version and /metrics on this `address`")
 	logLevel := fset.String("log-level", "info", "debug, info, warn or error")
-	if err := fset.Parse(args); err != nil || fset.NArg() > 0 {
-		if fset.NArg() > 0 {
-			fmt.Fprintf(c.stderr, "telephone demo: unexpected argument %q\n", fset.Arg(0))
-		}
-		return exitConfig
+	if code, done := c.parseFlags(fset, args); done {
+		return code
 	}
 	var lc Config
 	if err := setLogLevel(&lc, *logLevel); err != nil {

@@ -18,16 +18,12 @@ import (
 // /admin/...). It stops on SIGINT or SIGTERM.
 func (c *cli) devserver(args []string) int {
 	fset := flag.NewFlagSet("telephone devserver", flag.ContinueOnError)
-	fset.SetOutput(c.stderr)
 	addr := fset.String("addr", "127.0.0.1:4000", "listen `address` (host:port; port 0 picks a free one)")
 	secret := fset.String("secret", "", "Plugboard `secret_key_base` that signs tokens (default: random)")
 	lifetime := fset.Duration("token-lifetime", telephonetest.DefaultTokenLifetime, "lifetime of minted and refreshed tokens")
 	logLevel := fset.String("log-level", "info", "debug, info, warn or error")
-	if err := fset.Parse(args); err != nil || fset.NArg() > 0 {
-		if fset.NArg() > 0 {
-			fmt.Fprintf(c.stderr, "telephone devserver: unexpected argument %q\n", fset.Arg(0))
-		}
-		return exitConfig
+	if code, done := c.parseFlags(fset, args); done {
+		return code
 	}
 	var lc Config
 	if err := setLogLevel(&lc, *logLevel); err != nil {
