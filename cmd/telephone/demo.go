@@ -27,6 +27,7 @@ func (c *cli) demo(args []string) int {
 	addr := fset.String("addr", defaultDemoAddr, "Plugboard listen `address`; if the default is busy a free port is used")
 	opsAddr := fset.String("ops", "", "serve /health, /ready, /live, /version and /metrics on this `address`")
 	logLevel := fset.String("log-level", "info", "debug, info, warn or error")
+	accessLog := fset.Bool("access-log", true, "log one line per request (method, path, status, duration, bytes)")
 	if code, done := c.parseFlags(fset, args); done {
 		return code
 	}
@@ -37,7 +38,7 @@ func (c *cli) demo(args []string) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(lc.LogLevel)
-	log := newLogger(c.stderr, "auto", level)
+	log := newLogger(c.stderr, logConfig{Level: level, Terminal: isTerminal(c.stderr), NoColor: c.noColor(), AccessLog: *accessLog})
 	explicit := false
 	fset.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "addr" })
 	d, err := startDemo(*addr, !explicit, *opsAddr, log)

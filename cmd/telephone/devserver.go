@@ -32,7 +32,7 @@ func (c *cli) devserver(args []string) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(lc.LogLevel)
-	log := newLogger(c.stderr, "auto", level)
+	log := newLogger(c.stderr, logConfig{Level: level, Terminal: isTerminal(c.stderr), NoColor: c.noColor()})
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Error("cannot listen", slog.String("addr", *addr), slog.Any("error", err))

@@ -109,6 +109,9 @@ and flags (telephone run -h lists them); see cmd/telephone/README.md.
 `)
 }
 
+// noColor reports whether NO_COLOR (https://no-color.org) asks for output without colours.
+func (c *cli) noColor() bool { return c.environ()["NO_COLOR"] != "" }
+
 // parseFlags parses the arguments of a subcommand. Asked for help (-h, --help), it prints the
 // flags on stdout and is done with exit code 0; a usage error goes to stderr with exit code 2.
 func (c *cli) parseFlags(fset *flag.FlagSet, args []string) (code int, done bool) {

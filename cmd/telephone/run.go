@@ -37,7 +37,8 @@ func (c *cli) run(args []string) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(cfg.LogLevel)
-	r, code := startRunner(cfg, newLogger(c.stderr, cfg.LogFormat, level), level)
+	log := newLogger(c.stderr, logConfig{Format: cfg.LogFormat, Level: level, Terminal: isTerminal(c.stderr), NoColor: c.noColor(), AccessLog: cfg.AccessLog})
+	r, code := startRunner(cfg, log, level)
 	if r == nil {
 		return code
 	}

@@ -117,7 +117,7 @@ func TestRunnerReload(t *testing.T) {
 	}
 	level := new(slog.LevelVar)
 	logs := newLineBuf()
-	r, code := startRunner(cfg, newLogger(logs, "json", level), level)
+	r, code := startRunner(cfg, newLogger(logs, logConfig{Format: "json", Level: level}), level)
 	if r == nil {
 		t.Fatalf("startRunner: %d", code)
 	}
@@ -246,7 +246,7 @@ func TestRunFailures(t *testing.T) {
 	}{
 		{"token refused", refusing, nil, nil, 1, "Plugboard refused every token"},
 		{"no usable token", srv, []string{"SECRET_KEY_BASE", secret, "TOKEN_DB_PATH", "empty.db"}, []string{"TELEPHONE_TOKEN"}, 1, "no usable token"},
-		{"malformed token", srv, []string{"TELEPHONE_TOKEN", "x.y.z"}, nil, 1, "no usable token"},
+		{"malformed token", srv, []string{"TELEPHONE_TOKEN", "abc"}, nil, 2, "TELEPHONE_TOKEN: not a Plugboard token (malformed token"},
 		{"store cannot open", srv, []string{"SECRET_KEY_BASE", secret, "TOKEN_DB_PATH", "."}, nil, 1, "cannot open the token store"},
 		{"ops address busy", srv, []string{"OPS_ADDR", busy.Addr().String()}, nil, 1, "cannot start the operations server"},
 		{"bad configuration", srv, []string{"BACKEND_URL", "ftp://x", "CHUNK_SIZE", "1"}, nil, 2,

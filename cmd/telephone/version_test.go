@@ -81,9 +81,36 @@ func TestLoggerFormats(t *testing.T) {
 		{"text", "INF hello"},
 	} {
 		buf := newLineBuf()
-		newLogger(buf, tt.format, level).Info("hello")
+		newLogger(buf, logConfig{Format: tt.format, Level: level}).Info("hello")
 		if !strings.Contains(buf.String(), tt.want) {
 			t.Errorf("%s: %q lacks %q", tt.format, buf, tt.want)
 		}
+	}
+}
+
+// TestLoggerColour checks that text logs on a terminal are coloured unless NO_COLOR is set.
+func TestLoggerColour(t *testing.T) {
+	t.Parallel()
+	level := new(slog.LevelVar)
+	for _, tt := range []struct {
+		lc     logConfig
+		colour bool
+	}{
+		{logConfig{Level: level, Terminal: true}, true},
+		{logConfig{Level: level, Terminal: true, NoColor: true}, false},
+		{logConfig{Format: "text", Level: level}, false},
+	} {
+		buf := newLineBuf()
+		newLogger(buf, tt.lc).Warn("hello")
+		if got := strings.Contains(buf.String(), "\x1b["); got != tt.colour || !strings.Contains(buf.String(), "hello") {
+			t.Errorf("%+v: %q, want colour %v", tt.lc, buf, tt.colour)
+		}
+	}
+	tc := newTestCLI(map[string]string{"NO_COLOR": "1"}, nil)
+	if !tc.noColor() {
+		t.Error("NO_COLOR=1 not honoured")
+	}
+	if newTestCLI(map[string]string{"NO_COLOR": ""}, nil).noColor() {
+		t.Error("an empty NO_COLOR must not turn colours off (no-color.org)")
 	}
 }
