@@ -40,13 +40,14 @@ type Server struct {
 	stopAcks    atomic.Bool
 	replyDelay  atomic.Int64 // time.Duration
 
-	// mu guards the routing state: closed, tokens, byJWT, sockets, paths, rr and
+	// mu guards the routing state: closed, tokens, byJWT, byJTI, sockets, paths, rr and
 	// changed, and also the mutable fields of every socket and channel (their
 	// comments say which).
 	mu      sync.Mutex
 	closed  bool
 	tokens  map[string]*tokenRecord // token id → record
 	byJWT   map[string]*tokenRecord // current JWT of each record → record
+	byJTI   map[string]*tokenRecord // jti of each minted JWT → record (refreshed JWTs carry the record id)
 	sockets map[*socket]struct{}    // live telephone sockets
 	paths   map[string][]*channel   // path id → joined channels, in join order
 	rr      map[string]uint64       // path id → round-robin counter
@@ -97,6 +98,7 @@ func newServer(opts []Option) *Server {
 		quit:    make(chan struct{}),
 		tokens:  make(map[string]*tokenRecord),
 		byJWT:   make(map[string]*tokenRecord),
+		byJTI:   make(map[string]*tokenRecord),
 		sockets: make(map[*socket]struct{}),
 		paths:   make(map[string][]*channel),
 		rr:      make(map[string]uint64),

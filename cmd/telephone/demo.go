@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -180,8 +181,11 @@ func (d *demoRun) stop() {
 	d.plug.Close()
 }
 
-// print tells a person what to try, and ends with one machine-readable line.
-func (d *demoRun) print(w io.Writer) {
+// print tells a person what to try, and ends with one machine-readable line. The banner is one
+// write, so that log lines from the running tunnel cannot land inside it.
+func (d *demoRun) print(out io.Writer) {
+	w := new(bytes.Buffer)
+	defer func() { _, _ = out.Write(w.Bytes()) }()
 	call := d.plug.CallURL(d.pathID)
 	if d.movedTo != "" {
 		fmt.Fprintf(w, "note: %s is busy; the demo Plugboard uses %s instead\n", d.movedTo, d.plug.URL())

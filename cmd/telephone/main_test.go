@@ -56,6 +56,14 @@ type lineBuf struct {
 	mu      sync.Mutex // guards buf and changed
 	buf     bytes.Buffer
 	changed chan struct{} // closed and replaced on every Write
+	writes  int           // number of Write calls
+}
+
+// Writes returns the number of Write calls so far.
+func (b *lineBuf) Writes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.writes
 }
 
 func newLineBuf() *lineBuf { return &lineBuf{changed: make(chan struct{})} }
@@ -65,6 +73,7 @@ func (b *lineBuf) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	close(b.changed)
 	b.changed = make(chan struct{})
+	b.writes++
 	return b.buf.Write(p)
 }
 

@@ -110,7 +110,7 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 			return nil, exitFail
 		}
 		r.ops = srv
-		log.Info("operations server listening", slog.String("url", srv.url()))
+		log.Info("operations server listening", slog.String("addr", srv.addr.String()), slog.String("url", srv.url()))
 	}
 	log.Info("telephone starting", slog.String("version", readBuildInfo().Version),
 		slog.String("plugboard", cfg.PlugboardURL), slog.String("backend", cfg.backendURL()),

@@ -55,7 +55,11 @@ func TestRunReload(t *testing.T) {
 	tc := newTestCLI(env, nil)
 	code := tc.start("run")
 	waitJoined(t, srv, tok.PathID)
-	opsURL := logField(t, tc.errOut.waitLine(t, "operations server listening"), "url").(string)
+	opsLine := tc.errOut.waitLine(t, "operations server listening")
+	opsURL := logField(t, opsLine, "url").(string)
+	if addr := logField(t, opsLine, "addr"); "http://"+addr.(string) != opsURL || strings.HasSuffix(opsURL, ":0") {
+		t.Errorf("the operations server must log the address it bound: %s", opsLine)
+	}
 	call := srv.CallURL(tok.PathID) + "/"
 	if c, _, body := get(t, http.MethodGet, call, nil); c != 200 || body != "one" {
 		t.Fatalf("before reload: %d %q", c, body)
