@@ -3,12 +3,16 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +20,8 @@ import (
 
 	"github.com/joho/godotenv"
 	"go.yaml.in/yaml/v2"
+
+	"github.com/verastack/telephone/telephonetest"
 )
 
 // The deployment examples are checked here, where the configuration table lives: whatever
@@ -363,3 +369,90 @@ func TestSystemdExample(t *testing.T) {
 		}
 	})
 }
+
+// TestGrafanaDashboard checks the dashboard against a live /metrics: every metric a panel or a
+// variable queries exists, and every telephone_* metric is on the dashboard. The tunnel serves
+// a request, refuses one over the rate limit and refreshes its short-lived token, so that the
+// labelled series exist too.
+func TestGrafanaDashboard(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../../examples/grafana/telephone.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Title  string `json:"title"`
+		UID    string `json:"uid"`
+		Panels []struct {
+			Type    string `json:"type"`
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name  string `json:"name"`
+				Query any    `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil || dash.Title == "" || dash.UID == "" {
+		t.Fatalf("dashboard: %v (title %q, uid %q)", err, dash.Title, dash.UID)
+	}
+	var exprs []string
+	for _, p := range dash.Panels {
+		if p.Type != "row" && len(p.Targets) == 0 {
+			t.Errorf("panel %q queries nothing", p.Title)
+		}
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		if q, ok := v.Query.(map[string]any); ok {
+			exprs = append(exprs, fmt.Sprint(q["query"]))
+		}
+	}
+	queried := map[string]bool{}
+	for _, e := range exprs {
+		for _, name := range metricName.FindAllString(e, -1) {
+			queried[name] = true
+		}
+	}
+
+	srv := newPlugboard(t, telephonetest.WithTokenLifetime(2*time.Second))
+	tu := startTunnel(t, srv, okBackend(t, "ok").URL, "RATE_LIMIT", "0.001", "RATE_BURST", "1")
+	call := srv.CallURL(tu.tok.PathID) + "/"
+	if c, _, _ := get(t, http.MethodGet, call, nil); c != 200 {
+		t.Fatalf("first request: %d", c)
+	}
+	if c, _, _ := get(t, http.MethodGet, call, nil); c != http.StatusTooManyRequests {
+		t.Fatalf("second request: %d, want 429 over the rate limit", c)
+	}
+	var metrics string
+	eventually(t, "a token refresh", func() bool {
+		_, _, metrics = get(t, http.MethodGet, tu.ops.URL+"/metrics", nil)
+		return strings.Contains(metrics, "telephone_token_refreshes_total{")
+	})
+	exported := map[string]bool{}
+	for _, line := range strings.Split(metrics, "\n") {
+		if name := metricName.FindString(line); name != "" && strings.HasPrefix(line, name) {
+			exported[name] = true
+		}
+	}
+	for name := range queried {
+		if !exported[name] {
+			t.Errorf("the dashboard queries %s, which /metrics does not export", name)
+		}
+	}
+	for name := range exported {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+		if strings.HasPrefix(name, "telephone_") && !queried[name] && !queried[base+"_bucket"] {
+			t.Errorf("%s is exported but not on the dashboard", name)
+		}
+	}
+}
+
+// metricName matches the metric names of the telephone, Go and process collectors.
+var metricName = regexp.MustCompile(`\b(?:telephone|go|process)_[a-z0-9_]+\b`)
