@@ -1,6 +1,6 @@
 module github.com/verastack/telephone
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/coder/websocket v1.8.14
@@ -13,6 +13,7 @@ require (
 	github.com/sony/gobreaker/v2 v2.4.0
 	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v2 v2.4.2
+	golang.org/x/crypto/x509roots/fallback v0.0.0-20261030153154-30a33513ff6d
 	golang.org/x/time v0.14.0
 	modernc.org/sqlite v1.40.0
 )

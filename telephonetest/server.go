@@ -3,6 +3,7 @@ package telephonetest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"net"
 	"net/http"
@@ -70,8 +71,19 @@ func NewServer(opts ...Option) *Server {
 // Server owns l: Close closes it and stops serving. The base URL is derived from
 // l's address.
 func Serve(l net.Listener, opts ...Option) *Server {
+	return serve(l, "http://", opts)
+}
+
+// ServeTLS is Serve over TLS with cfg (which must hold a certificate): the URLs are https://
+// and wss://. A telephone reaches it with a CA that trusts the certificate (the CLI's
+// PLUGBOARD_CA_FILE, or WithTLSConfig).
+func ServeTLS(l net.Listener, cfg *tls.Config, opts ...Option) *Server {
+	return serve(tls.NewListener(l, cfg), "https://", opts)
+}
+
+func serve(l net.Listener, scheme string, opts []Option) *Server {
 	s := newServer(opts)
-	s.baseURL = "http://" + l.Addr().String()
+	s.baseURL = scheme + l.Addr().String()
 	s.hsrv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	s.serveWG.Add(1)
 	go func() {
@@ -115,11 +127,11 @@ func randomSecret() string {
 	return base64.RawStdEncoding.EncodeToString(b)
 }
 
-// URL returns the server's base URL, http://host:port.
+// URL returns the server's base URL, http://host:port (https:// with ServeTLS).
 func (s *Server) URL() string { return s.baseURL }
 
 // SocketURL returns the telephone socket URL, ws://host:port/telephone/websocket
-// (without the token and vsn query parameters the client adds).
+// (wss:// with ServeTLS; without the token and vsn query parameters the client adds).
 func (s *Server) SocketURL() string {
 	return "ws" + strings.TrimPrefix(s.baseURL, "http") + "/telephone/websocket"
 }
