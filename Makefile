@@ -8,7 +8,16 @@ TELEPHONE_BIN ?= $(or $(TMPDIR),/tmp)/telephone-loadtest/telephone
 # Extra flags for the harness, e.g. LOADTEST_FLAGS='--scenario steady --duration 30s --json'.
 LOADTEST_FLAGS ?=
 
-.PHONY: bench loadtest loadtest-ci soak
+# Version and commit stamped into the binary; they work with -buildvcs=false (CI's setting).
+VERSION ?= $(shell git describe --tags --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS ?= -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: build bench loadtest loadtest-ci soak
+
+# A static binary in bin/telephone with version and commit (telephone version prints them).
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/telephone ./cmd/telephone
 
 # Every Go benchmark, six runs each, in benchstat's input format (benchstat old.txt bench.txt).
 bench:

@@ -77,7 +77,8 @@ func (c *Client) backendError(w http.ResponseWriter, r *http.Request, err error)
 		status, reason = http.StatusBadGateway, "Bad Gateway: the backend response is larger than the telephone's limit"
 	}
 	var ne net.Error
-	c.log.Warn("backend request failed", slog.Int("status", status), slog.Any("error", err),
+	requestLog(r.Context(), c.log).Warn("backend request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", status), slog.Any("error", err),
 		slog.Bool("timeout", errors.As(err, &ne) && ne.Timeout()))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)

@@ -111,3 +111,49 @@ func TestRefusedTokenIsNotLogged(t *testing.T) {
 		t.Fatalf("logs leak the token or lack the redacted URL:\n%s", logs.String())
 	}
 }
+
+// TestEmptyTokenWithStore is the README's pattern: WithToken(os.Getenv(...)) with the variable
+// unset next to a store. New accepts it and Run uses the stored token; with an empty store Run
+// returns ErrNoToken; without a store New refuses the empty token.
+func TestEmptyTokenWithStore(t *testing.T) {
+	t.Parallel()
+	srv := telephonetest.NewServer()
+	defer srv.Close()
+	tok, _ := srv.Mint(telephonetest.NewPathID(), time.Hour)
+	store := tokenstore.NewMemory()
+	if err := store.Save(context.Background(), tok.Token, tok.ExpiresAt); err != nil {
+		t.Fatal(err)
+	}
+	c, err := telephone.New(srv.SocketURL(), telephone.WithToken(""), telephone.WithTokenStore(store),
+		telephone.WithHandler(http.NotFoundHandler()))
+	if err != nil {
+		t.Fatalf("New with an empty token and a store: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.WaitJoined(ctx, tok.PathID, 1); err != nil {
+		t.Fatalf("the stored token did not join: %v", err)
+	}
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+
+	empty, err := telephone.New(srv.SocketURL(), telephone.WithToken(""), telephone.WithTokenStore(tokenstore.NewMemory()),
+		telephone.WithHandler(http.NotFoundHandler()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := empty.Run(context.Background()); !errors.Is(err, telephone.ErrNoToken) {
+		t.Fatalf("Run with an empty store = %v, want ErrNoToken", err)
+	}
+	_, err = telephone.New(srv.SocketURL(), telephone.WithToken(""), telephone.WithHandler(http.NotFoundHandler()))
+	var oe *telephone.OptionError
+	if !errors.As(err, &oe) || oe.Option != "WithToken" || !strings.Contains(oe.Reason, "WithTokenStore") {
+		t.Fatalf("New with an empty token and no store = %v", err)
+	}
+}

@@ -31,6 +31,7 @@ type OptionError struct {
 	Reason string
 }
 
+// Error names the option and what is wrong with it.
 func (e *OptionError) Error() string {
 	return fmt.Sprintf("telephone: invalid option %s: %s", e.Option, e.Reason)
 }

@@ -200,7 +200,7 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 		once.Do(func() {
 			c.m.Request(pr.Method, res.status, time.Since(start))
 			log.Debug("request served", slog.String("method", pr.Method), slog.String("path", pr.Path),
-				slog.Int("status", res.status), slog.Duration("elapsed", time.Since(start)))
+				slog.Int("status", res.status), slog.Duration("elapsed", time.Since(start)), slog.Int("bytes", len(res.body)))
 			s.reply(pr.RequestID, res)
 		})
 	}
@@ -238,12 +238,23 @@ func (s *session) reply(id string, res *response) {
 
 // forward serves the request through the handler into w, with the request's deadline.
 func (c *Client) forward(ctx context.Context, w *collector, pr *proxyReq, log *slog.Logger) *response {
-	r := pr.httpRequest(ctx, c.pbHost, c.pbProto)
+	r := pr.httpRequest(context.WithValue(ctx, requestLogKey{}, log), c.pbHost, c.pbProto)
 	c.runHandler(w, r, log)
 	if w.tooLarge() {
 		c.m.Rejected("size")
 	}
 	return w.result(c.conf().utf8Policy, log, c.m)
+}
+
+// requestLogKey carries a request's logger (with its request_id) to the backend error handler.
+type requestLogKey struct{}
+
+// requestLog returns the logger forward stored in ctx, else fallback.
+func requestLog(ctx context.Context, fallback *slog.Logger) *slog.Logger {
+	if l, ok := ctx.Value(requestLogKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return fallback
 }
 
 // runHandler calls the handler, turning a panic into a 502 (http.ErrAbortHandler is how

@@ -69,7 +69,11 @@ func newGuard(cfg *config, log *slog.Logger, m *metrics.Metrics) *guard {
 				return err == nil || errors.Is(err, context.Canceled)
 			},
 			OnStateChange: func(_ string, from, to gobreaker.State) {
-				log.Warn("backend circuit breaker changed state", slog.String("from", from.String()), slog.String("to", to.String()))
+				level := slog.LevelWarn // opening, or a failed probe
+				if to != gobreaker.StateOpen {
+					level = slog.LevelInfo // half-open (probing) or closed again: recovering
+				}
+				log.Log(context.Background(), level, "backend circuit breaker changed state", slog.String("from", from.String()), slog.String("to", to.String()))
 				m.BreakerState(int(to))
 			},
 		})

@@ -57,6 +57,7 @@ const (
 
 type options struct {
 	token           string
+	emptyToken      bool // WithToken("") was given: an error unless a store can supply a token
 	store           TokenStore
 	handler         http.Handler
 	backendURL      *url.URL
@@ -131,13 +132,13 @@ func defaultOptions() options {
 }
 
 // WithToken sets the Plugboard token (a JWT). At start-up the Client uses the newest valid
-// token by iat among this one and the TokenStore's, and stores this one too.
+// token by iat among this one and the TokenStore's, and stores this one too. An empty token
+// means none is configured: together with WithTokenStore the stored token is used (so
+// WithToken(os.Getenv("TELEPHONE_TOKEN")) works when the variable is unset), and Run returns
+// ErrNoToken if the store has none; without a store, New returns an *OptionError.
 func WithToken(token string) Option {
 	return func(o *options) error {
-		if token == "" {
-			return optErr("WithToken", "token is empty")
-		}
-		o.token = token
+		o.token, o.emptyToken = token, token == ""
 		return nil
 	}
 }
@@ -507,6 +508,9 @@ func (o *options) validate() error {
 	}
 	if o.handler == nil && o.backendURL == nil {
 		return optErr("WithBackendURL", "one of WithBackendURL or WithHandler is required")
+	}
+	if o.emptyToken && o.store == nil {
+		return optErr("WithToken", "token is empty and no WithTokenStore can supply one")
 	}
 	if o.backend != nil && o.backendURL == nil {
 		return optErr("WithBackend", "needs WithBackendURL")

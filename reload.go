@@ -41,7 +41,7 @@ var reloadRules = []reloadRule{
 	{"WithWebSocketHandshakeTimeout", true, false, func(o *options) []any { return []any{&o.webSocketHandshake} }},
 	{"WithClockSkew", true, false, func(o *options) []any { return []any{&o.tokenSkew} }},
 	{"WithAcceptEncodingPassthrough", true, false, func(o *options) []any { return []any{&o.keepEncoding} }},
-	{"WithToken", false, false, func(o *options) []any { return []any{&o.token} }},
+	{"WithToken", false, false, func(o *options) []any { return []any{&o.token, &o.emptyToken} }},
 	{"WithTokenStore", false, true, func(o *options) []any { return []any{&o.store} }},
 	{"WithHandler", false, true, func(o *options) []any { return []any{&o.handler} }},
 	{"WithBackend", false, true, func(o *options) []any { return []any{&o.backend} }},

@@ -172,7 +172,11 @@ func (c *Client) loop(ctx context.Context, workers *sync.WaitGroup) error {
 			return err
 		}
 		c.setError(err)
-		c.log.Warn("session ended; reconnecting", slog.Any("error", err), slog.Duration("up", up))
+		if up > 0 {
+			c.log.Warn("session ended; reconnecting", slog.Any("error", err), slog.Duration("up", up))
+		} else {
+			c.log.Warn("could not connect to Plugboard; retrying", slog.Any("error", err))
+		}
 		bo.ConnectionLost(up)
 		waitCtx, stop := c.untilShutdown(ctx)
 		werr := bo.Wait(waitCtx)

@@ -89,6 +89,8 @@ func (s *Server) adminMint(w http.ResponseWriter, r *http.Request) {
 
 // adminRevoke serves /admin/revoke?token_id=… and, with disconnect,
 // /admin/disconnect?token_id=… which also closes the token's sockets (1011).
+// token_id is the record id that /mint answers, or the jti of a JWT minted for
+// the record: the id a telephone logs as token_id.
 func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request, disconnect bool) {
 	id := r.URL.Query().Get("token_id")
 	if id == "" {
@@ -96,12 +98,13 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request, disconnect 
 		return
 	}
 	s.mu.Lock()
-	_, known := s.tokens[id]
+	rec := s.recordFor(id)
 	s.mu.Unlock()
-	if !known {
+	if rec == nil {
 		writeJSON(w, http.StatusNotFound, errorBody(ErrUnknownToken.Error()))
 		return
 	}
+	id = rec.id
 	s.Revoke(id)
 	closed := 0
 	if disconnect {

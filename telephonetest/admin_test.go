@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/verastack/telephone/internal/plugtoken"
 )
 
 // getJSON performs a GET and decodes a JSON object answer.
@@ -146,5 +148,28 @@ func TestMintAndTokens(t *testing.T) {
 	other := newTestServer(t)
 	if status, _ := upgradeStatus(t, socketURLFor(other, tok.Token)); status != http.StatusForbidden {
 		t.Errorf("token of another server: %d, want 403", status)
+	}
+}
+
+// TestAdminRevokeByLoggedID revokes with the id a telephone logs: the JWT's jti.
+func TestAdminRevokeByLoggedID(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t)
+	tok, err := s.Mint("", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := plugtoken.Parse(tok.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.ID == tok.ID {
+		t.Fatal("a minted JWT's jti is a fresh UUID, not the record id (as Plugboard issues it)")
+	}
+	if status, m := getJSON(t, s.URL()+"/admin/revoke?token_id="+claims.ID); status != 200 || m["token_id"] != tok.ID || m["revoked"] != true {
+		t.Fatalf("revoke by jti: %d %v", status, m)
+	}
+	if status, _ := upgradeStatus(t, socketURLFor(s, tok.Token)); status != http.StatusForbidden {
+		t.Errorf("revoked by jti: %d, want 403", status)
 	}
 }

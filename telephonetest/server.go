@@ -3,6 +3,7 @@ package telephonetest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"net"
 	"net/http"
@@ -40,13 +41,14 @@ type Server struct {
 	stopAcks    atomic.Bool
 	replyDelay  atomic.Int64 // time.Duration
 
-	// mu guards the routing state: closed, tokens, byJWT, sockets, paths, rr and
+	// mu guards the routing state: closed, tokens, byJWT, byJTI, sockets, paths, rr and
 	// changed, and also the mutable fields of every socket and channel (their
 	// comments say which).
 	mu      sync.Mutex
 	closed  bool
 	tokens  map[string]*tokenRecord // token id → record
 	byJWT   map[string]*tokenRecord // current JWT of each record → record
+	byJTI   map[string]*tokenRecord // jti of each minted JWT → record (refreshed JWTs carry the record id)
 	sockets map[*socket]struct{}    // live telephone sockets
 	paths   map[string][]*channel   // path id → joined channels, in join order
 	rr      map[string]uint64       // path id → round-robin counter
@@ -69,8 +71,19 @@ func NewServer(opts ...Option) *Server {
 // Server owns l: Close closes it and stops serving. The base URL is derived from
 // l's address.
 func Serve(l net.Listener, opts ...Option) *Server {
+	return serve(l, "http://", opts)
+}
+
+// ServeTLS is Serve over TLS with cfg (which must hold a certificate): the URLs are https://
+// and wss://. A telephone reaches it with a CA that trusts the certificate (the CLI's
+// PLUGBOARD_CA_FILE, or WithTLSConfig).
+func ServeTLS(l net.Listener, cfg *tls.Config, opts ...Option) *Server {
+	return serve(tls.NewListener(l, cfg), "https://", opts)
+}
+
+func serve(l net.Listener, scheme string, opts []Option) *Server {
 	s := newServer(opts)
-	s.baseURL = "http://" + l.Addr().String()
+	s.baseURL = scheme + l.Addr().String()
 	s.hsrv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	s.serveWG.Add(1)
 	go func() {
@@ -97,6 +110,7 @@ func newServer(opts []Option) *Server {
 		quit:    make(chan struct{}),
 		tokens:  make(map[string]*tokenRecord),
 		byJWT:   make(map[string]*tokenRecord),
+		byJTI:   make(map[string]*tokenRecord),
 		sockets: make(map[*socket]struct{}),
 		paths:   make(map[string][]*channel),
 		rr:      make(map[string]uint64),
@@ -113,11 +127,11 @@ func randomSecret() string {
 	return base64.RawStdEncoding.EncodeToString(b)
 }
 
-// URL returns the server's base URL, http://host:port.
+// URL returns the server's base URL, http://host:port (https:// with ServeTLS).
 func (s *Server) URL() string { return s.baseURL }
 
 // SocketURL returns the telephone socket URL, ws://host:port/telephone/websocket
-// (without the token and vsn query parameters the client adds).
+// (wss:// with ServeTLS; without the token and vsn query parameters the client adds).
 func (s *Server) SocketURL() string {
 	return "ws" + strings.TrimPrefix(s.baseURL, "http") + "/telephone/websocket"
 }

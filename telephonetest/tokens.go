@@ -52,7 +52,8 @@ func (s *Server) Mint(pathID string, ttl time.Duration) (Token, error) {
 	}
 	now := time.Now()
 	rec := &tokenRecord{id: uuid.NewString(), pathID: pathID, expiresAt: now.Add(ttl)}
-	jwt, err := s.sign(uuid.NewString(), pathID, now, rec.expiresAt)
+	jti := uuid.NewString()
+	jwt, err := s.sign(jti, pathID, now, rec.expiresAt)
 	if err != nil {
 		return Token{}, err
 	}
@@ -64,6 +65,7 @@ func (s *Server) Mint(pathID string, ttl time.Duration) (Token, error) {
 	}
 	s.tokens[rec.id] = rec
 	s.byJWT[jwt] = rec
+	s.byJTI[jti] = rec
 	return Token{Token: jwt, ID: rec.id, PathID: pathID, ExpiresAt: rec.expiresAt}, nil
 }
 
@@ -86,6 +88,15 @@ func (s *Server) Revoke(tokenID string) {
 	if rec := s.tokens[tokenID]; rec != nil {
 		rec.revoked = true
 	}
+}
+
+// recordFor returns the record whose id is id, or whose minted JWT has jti id (the id a
+// telephone logs as token_id before its first refresh); nil when there is none. s.mu is held.
+func (s *Server) recordFor(id string) *tokenRecord {
+	if rec := s.tokens[id]; rec != nil {
+		return rec
+	}
+	return s.byJTI[id]
 }
 
 // CurrentToken returns the JWT that currently opens sockets for tokenID (it

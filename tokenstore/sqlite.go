@@ -67,7 +67,8 @@ type SQLite struct {
 	closed bool // guarded by mu
 }
 
-// OpenSQLite creates file 0600, WAL, busy timeout, schema
+// OpenSQLite opens the encrypted token store at path, creating the file (mode 0600) and its
+// schema when they do not exist; the caller must Close it.
 //
 // In detail: path is a plain file path (not a "file:" URI, not ":memory:", no '?'). A missing file
 // is created with mode 0600 before SQLite opens it; an existing file, -wal or -shm file that is

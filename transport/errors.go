@@ -71,6 +71,8 @@ func (e *UpgradeError) Error() string {
 		b.WriteString(" (token refused)")
 	case e.Location != "":
 		fmt.Fprintf(&b, " (redirected to %s; dial that URL instead)", e.Location)
+	case e.StatusCode == http.StatusNotFound:
+		b.WriteString(" (no WebSocket endpoint at this path: Plugboard's telephone socket is at /telephone/websocket, e.g. wss://plugboard.example.com/telephone/websocket)")
 	}
 	return b.String()
 }

@@ -26,6 +26,8 @@ func TestUpgradeError(t *testing.T) {
 		{"503", &UpgradeError{StatusCode: 503, RetryAfter: time.Second}, false, []string{"HTTP 503 Service Unavailable"}},
 		{"308", &UpgradeError{StatusCode: 308, Location: "wss://other/"}, false, []string{"redirected to wss://other/"}},
 		{"unknown status", &UpgradeError{StatusCode: 599}, false, []string{"HTTP 599"}},
+		{"404 hints at the socket path", &UpgradeError{StatusCode: 404, URL: "wss://h/socket"}, false,
+			[]string{"HTTP 404 Not Found", "/telephone/websocket"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -69,6 +69,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
 	LogFormat       string // text, json or auto
+	AccessLog       bool   // ACCESS_LOG: one info line per request
 
 	EnvFile  string            // the --env file name (read only if it exists)
 	Warnings []string          // settings that were accepted but deserve a log line
@@ -128,6 +129,7 @@ func loadConfig(in configInput) (Config, []error) {
 	})
 	c, errs := buildConfig(vals, srcs)
 	c.EnvFile = *envFile
+	c.Warnings = append(c.Warnings, misspelt(in.Env, dotenv, *envFile)...)
 	return c, errs
 }
 

@@ -10,12 +10,27 @@ import (
 	"time"
 
 	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/internal/plugtoken"
 )
 
-const (
-	testURL   = "ws://plugboard:4000/telephone/websocket"
-	testToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.sig"
+const testURL = "ws://plugboard:4000/telephone/websocket"
+
+// Well-formed tokens (expired long ago: configuration does not check expiry).
+var (
+	testToken  = shapedToken("configured")
+	lowerToken = shapedToken("lower")
+	fileToken  = shapedToken("file")
 )
+
+// shapedToken returns a token shaped like Plugboard's with jti id.
+func shapedToken(id string) string {
+	tok, err := plugtoken.Sign(plugtoken.Claims{Subject: "user", ID: id, PathID: "path",
+		IssuedAt: time.Unix(1_000_000_000, 0), ExpiresAt: time.Unix(1_000_003_600, 0)}, []byte("key"))
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
 
 var secret64 = strings.Repeat("k", 64)
 
@@ -171,9 +186,9 @@ func TestConfigValues(t *testing.T) {
 		args []string
 		want func(c Config) bool
 	}{
-		{"token fallback", map[string]string{"PLUGBOARD_URL": testURL, "token": "lower"}, nil,
-			func(c Config) bool { return c.Token == "lower" }},
-		{"TELEPHONE_TOKEN beats token", base("token", "lower"), nil, func(c Config) bool { return c.Token == testToken }},
+		{"token fallback", map[string]string{"PLUGBOARD_URL": testURL, "token": lowerToken}, nil,
+			func(c Config) bool { return c.Token == lowerToken }},
+		{"TELEPHONE_TOKEN beats token", base("token", lowerToken), nil, func(c Config) bool { return c.Token == testToken }},
 		{"secret alone is a token source", map[string]string{"PLUGBOARD_URL": testURL, "SECRET_KEY_BASE": secret64}, nil,
 			func(c Config) bool { return c.Token == "" && c.TokenDBPath == "telephone.db" }},
 		{"empty value is unset", base("BACKEND_PORT", ""), nil, func(c Config) bool { return c.BackendPort == 8080 }},
@@ -276,7 +291,10 @@ func TestConfigErrors(t *testing.T) {
 		{"log level", base(), nil, []string{"--log-level", "loud"}, []string{`LOG_LEVEL: must be debug, info, warn or error, got "loud" (from flag --log-level)`}},
 		{"log format", base("LOG_FORMAT", "xml"), nil, nil, []string{`LOG_FORMAT: must be text, json or auto, got "xml" (from environment)`}},
 		{"from .env", map[string]string{"PLUGBOARD_URL": testURL}, map[string]string{"my.env": "token=x\nBACKEND_PORT=0\n"}, []string{"--env", "my.env"},
-			[]string{"BACKEND_PORT: must be between 1 and 65535, got 0 (from my.env)"}},
+			[]string{"TELEPHONE_TOKEN: not a Plugboard token (malformed token: token has 1 dot-separated parts, not 3): copy the whole token Plugboard issued (from my.env (variable token))",
+				"BACKEND_PORT: must be between 1 and 65535, got 0 (from my.env)"}},
+		{"token without claims", base("TELEPHONE_TOKEN", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.sig"), nil, nil,
+			[]string{"TELEPHONE_TOKEN: not a Plugboard token (malformed token: claim sub is missing): copy the whole token Plugboard issued (from environment)"}},
 		{"several at once", map[string]string{"PLUGBOARD_URL": "http://x", "BACKEND_PORT": "x", "CHUNK_SIZE": "1"}, nil, nil, []string{
 			`PLUGBOARD_URL: scheme must be ws or wss, got "http" (from environment)`,
 			`BACKEND_PORT: not an integer: "x" (from environment)`,
@@ -316,18 +334,18 @@ func TestConfigPrecedence(t *testing.T) {
 	files := map[string]string{"app.env": `
 # comment
 PLUGBOARD_URL=ws://from-file:4000/telephone/websocket
-TELEPHONE_TOKEN="file-token"
+TELEPHONE_TOKEN="` + fileToken + `"
 BACKEND_PORT=1111
 REQUEST_TIMEOUT=5s
 RATE_BURST=9
 export LOG_LEVEL=debug
 `}
-	env := map[string]string{"BACKEND_PORT": "2222", "REQUEST_TIMEOUT": "6s", "token": "env-lower-token"}
+	env := map[string]string{"BACKEND_PORT": "2222", "REQUEST_TIMEOUT": "6s", "token": lowerToken}
 	c, errs := load(env, files, "--env", "app.env", "--backend-port", "3333")
 	if len(errs) > 0 {
 		t.Fatalf("errors: %v", errs)
 	}
-	if c.PlugboardURL != "ws://from-file:4000/telephone/websocket" || c.Token != "file-token" ||
+	if c.PlugboardURL != "ws://from-file:4000/telephone/websocket" || c.Token != fileToken ||
 		c.BackendPort != 3333 || c.RequestTimeout != 6*time.Second || c.RateBurst != 9 || c.LogLevel != slog.LevelDebug {
 		t.Fatalf("precedence broken: %+v", c)
 	}

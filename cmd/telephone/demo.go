@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -24,15 +25,12 @@ const defaultDemoAddr = "127.0.0.1:4000"
 // one process. It prints a URL to curl and stops on SIGINT or SIGTERM.
 func (c *cli) demo(args []string) int {
 	fset := flag.NewFlagSet("telephone demo", flag.ContinueOnError)
-	fset.SetOutput(c.stderr)
 	addr := fset.String("addr", defaultDemoAddr, "Plugboard listen `address`; if the default is busy a free port is used")
 	opsAddr := fset.String("ops", "", "serve /health, /ready, /live, /version and /metrics on this `address`")
 	logLevel := fset.String("log-level", "info", "debug, info, warn or error")
-	if err := fset.Parse(args); err != nil || fset.NArg() > 0 {
-		if fset.NArg() > 0 {
-			fmt.Fprintf(c.stderr, "telephone demo: unexpected argument %q\n", fset.Arg(0))
-		}
-		return exitConfig
+	accessLog := fset.Bool("access-log", true, "log one line per request (method, path, status, duration, bytes)")
+	if code, done := c.parseFlags(fset, args); done {
+		return code
 	}
 	var lc Config
 	if err := setLogLevel(&lc, *logLevel); err != nil {
@@ -41,7 +39,7 @@ func (c *cli) demo(args []string) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(lc.LogLevel)
-	log := newLogger(c.stderr, "auto", level)
+	log := newLogger(c.stderr, logConfig{Level: level, Terminal: isTerminal(c.stderr), NoColor: c.noColor(), AccessLog: *accessLog})
 	explicit := false
 	fset.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "addr" })
 	d, err := startDemo(*addr, !explicit, *opsAddr, log)
@@ -183,8 +181,11 @@ func (d *demoRun) stop() {
 	d.plug.Close()
 }
 
-// print tells a person what to try, and ends with one machine-readable line.
-func (d *demoRun) print(w io.Writer) {
+// print tells a person what to try, and ends with one machine-readable line. The banner is one
+// write, so that log lines from the running tunnel cannot land inside it.
+func (d *demoRun) print(out io.Writer) {
+	w := new(bytes.Buffer)
+	defer func() { _, _ = out.Write(w.Bytes()) }()
 	call := d.plug.CallURL(d.pathID)
 	if d.movedTo != "" {
 		fmt.Fprintf(w, "note: %s is busy; the demo Plugboard uses %s instead\n", d.movedTo, d.plug.URL())

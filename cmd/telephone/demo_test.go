@@ -37,7 +37,14 @@ func TestDemoInProcess(t *testing.T) {
 	tc := newTestCLI(map[string]string{}, nil)
 	code := tc.start("demo", "--addr", "127.0.0.1:0", "--ops", "127.0.0.1:0")
 	ready := tc.out.waitLine(t, "READY ")
+	if n := tc.out.Writes(); n != 1 {
+		t.Errorf("the banner took %d writes: log lines could land inside it", n)
+	}
 	checkDemo(t, field(t, ready, "call_url"))
+	access := tc.errOut.waitLine(t, `"path":"/hello"`) // the access log is on by default in demo
+	if !strings.Contains(access, `"level":"INFO","msg":"`+accessMessage+`"`) || !strings.Contains(access, `"status":200`) {
+		t.Errorf("demo access line %q", access)
+	}
 	if c, _, body := get(t, http.MethodGet, field(t, ready, "ops_url")+"/ready", nil); c != 200 || body != "ready\n" {
 		t.Errorf("demo /ready = %d %q", c, body)
 	}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,16 +20,14 @@ import (
 // /admin/...). It stops on SIGINT or SIGTERM.
 func (c *cli) devserver(args []string) int {
 	fset := flag.NewFlagSet("telephone devserver", flag.ContinueOnError)
-	fset.SetOutput(c.stderr)
 	addr := fset.String("addr", "127.0.0.1:4000", "listen `address` (host:port; port 0 picks a free one)")
 	secret := fset.String("secret", "", "Plugboard `secret_key_base` that signs tokens (default: random)")
 	lifetime := fset.Duration("token-lifetime", telephonetest.DefaultTokenLifetime, "lifetime of minted and refreshed tokens")
 	logLevel := fset.String("log-level", "info", "debug, info, warn or error")
-	if err := fset.Parse(args); err != nil || fset.NArg() > 0 {
-		if fset.NArg() > 0 {
-			fmt.Fprintf(c.stderr, "telephone devserver: unexpected argument %q\n", fset.Arg(0))
-		}
-		return exitConfig
+	tlsCert := fset.String("tls-cert", "", "serve https:// and wss:// with this PEM certificate `file` (with --tls-key)")
+	tlsKey := fset.String("tls-key", "", "PEM private key `file` of --tls-cert")
+	if code, done := c.parseFlags(fset, args); done {
+		return code
 	}
 	var lc Config
 	if err := setLogLevel(&lc, *logLevel); err != nil {
@@ -36,19 +36,44 @@ func (c *cli) devserver(args []string) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(lc.LogLevel)
-	log := newLogger(c.stderr, "auto", level)
+	log := newLogger(c.stderr, logConfig{Level: level, Terminal: isTerminal(c.stderr), NoColor: c.noColor()})
+	tlsCfg, err := devserverTLS(*tlsCert, *tlsKey)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "telephone devserver: %v\n", err)
+		return exitConfig
+	}
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Error("cannot listen", slog.String("addr", *addr), slog.Any("error", err))
 		return exitFail
 	}
-	srv := telephonetest.Serve(l, telephonetest.WithSecret(*secret), telephonetest.WithTokenLifetime(*lifetime),
-		telephonetest.WithLogger(log))
+	opts := []telephonetest.Option{telephonetest.WithSecret(*secret), telephonetest.WithTokenLifetime(*lifetime), telephonetest.WithLogger(log)}
+	var srv *telephonetest.Server
+	if tlsCfg != nil {
+		srv = telephonetest.ServeTLS(l, tlsCfg, opts...)
+	} else {
+		srv = telephonetest.Serve(l, opts...)
+	}
 	defer srv.Close()
 	printDevserver(c.stdout, srv, l.Addr())
 	waitForStop(c.signals, log)
 	log.Info("devserver stopping")
 	return exitOK
+}
+
+// devserverTLS loads the --tls-cert and --tls-key pair; nil when neither is given.
+func devserverTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // printDevserver tells a person how to use the server, and ends with one machine-readable line.
@@ -63,6 +88,9 @@ func printDevserver(w io.Writer, srv *telephonetest.Server, addr net.Addr) {
 Connect a telephone to it:
   TELEPHONE_TOKEN=<token> PLUGBOARD_URL=%s BACKEND_PORT=8080 telephone
 `, srv.SocketURL(), base, base, base, srv.SocketURL())
+	if strings.HasPrefix(base, "https:") {
+		fmt.Fprintln(w, "TLS: clients must trust the certificate's CA: PLUGBOARD_CA_FILE=<ca.pem> for telephone, curl --cacert <ca.pem>")
+	}
 	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
 		fmt.Fprintln(w, "warning: listening beyond loopback; /mint and /admin answer loopback clients only")
 	}

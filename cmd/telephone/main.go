@@ -8,16 +8,22 @@
 //	telephone demo [--addr A]      local Plugboard + demo backend + tunnel, in one process
 //	telephone devserver [--addr A] a local Plugboard (telephonetest) for development
 //	telephone token-check          show the configured and stored tokens and which one is used
-//	telephone version              print the version
+//	telephone version              print the version and commit (also --version, -v)
+//	telephone help                 list the commands (also --help, -h)
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	// CA roots compiled into the binary, used only where the system has none (a FROM scratch
+	// image, an empty root): wss:// to a publicly trusted Plugboard works everywhere.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() {
@@ -52,8 +58,11 @@ const (
 // main runs the command named by args[0] (default run) and returns the exit code.
 func (c *cli) main(args []string) int {
 	cmd, rest := "run", args
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || topLevelFlags[args[0]] != "") {
 		cmd, rest = args[0], args[1:]
+		if alias := topLevelFlags[cmd]; alias != "" {
+			cmd = alias
+		}
 	}
 	switch cmd {
 	case "run":
@@ -68,17 +77,27 @@ func (c *cli) main(args []string) int {
 		fmt.Fprintln(c.stdout, readBuildInfo())
 		return exitOK
 	case "help":
-		c.usage()
-		return exitConfig
+		c.usage(c.stdout)
+		return exitOK
 	default:
 		fmt.Fprintf(c.stderr, "telephone: unknown command %q\n\n", cmd)
-		c.usage()
+		c.usage(c.stderr)
 		return exitConfig
 	}
 }
 
-func (c *cli) usage() {
-	fmt.Fprint(c.stderr, `Usage:
+// topLevelFlags are the flags accepted in place of a command; any other flag belongs to run.
+var topLevelFlags = map[string]string{
+	"-h": "help", "-help": "help", "--help": "help",
+	"-v": "version", "-version": "version", "--version": "version",
+}
+
+// usage lists the commands on w: stdout when asked for, stderr after a usage error.
+func (c *cli) usage(w io.Writer) {
+	fmt.Fprint(w, `telephone connects a backend to a Plugboard server: it keeps a WebSocket to Plugboard and
+serves the requests Plugboard pushes to it. A drop-in replacement for the original sidecar.
+
+Usage:
   telephone [run] [flags]          connect to Plugboard and forward its requests to the backend
   telephone demo [--addr A] [--ops A]
                                    run a local Plugboard, a demo backend and the tunnel; print a URL to curl
@@ -86,12 +105,34 @@ func (c *cli) usage() {
                                    run a local Plugboard (telephonetest) for development
   telephone token-check [--env F] [--db PATH]
                                    show the configured and stored tokens and which one would be used
-  telephone version                print the version
-  telephone help                   print this help
+  telephone version                print the version and commit (also --version, -v)
+  telephone help                   print this help (also --help, -h)
 
 Configuration of run comes from environment variables, an optional .env file (--env, default .env)
 and flags (telephone run -h lists them); see cmd/telephone/README.md.
 `)
+}
+
+// noColor reports whether NO_COLOR (https://no-color.org) asks for output without colours.
+func (c *cli) noColor() bool { return c.environ()["NO_COLOR"] != "" }
+
+// parseFlags parses the arguments of a subcommand. Asked for help (-h, --help), it prints the
+// flags on stdout and is done with exit code 0; a usage error goes to stderr with exit code 2.
+func (c *cli) parseFlags(fset *flag.FlagSet, args []string) (code int, done bool) {
+	if wantsHelp(args) {
+		fset.SetOutput(c.stdout)
+		fset.Usage()
+		return exitOK, true
+	}
+	fset.SetOutput(c.stderr)
+	if err := fset.Parse(args); err != nil {
+		return exitConfig, true
+	}
+	if fset.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "%s: unexpected argument %q\n", fset.Name(), fset.Arg(0))
+		return exitConfig, true
+	}
+	return exitOK, false
 }
 
 // environMap returns the process environment as a map.

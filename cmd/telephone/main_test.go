@@ -23,8 +23,15 @@ import (
 // testTimeout bounds every wait in these tests.
 const testTimeout = 30 * time.Second
 
-// binPath is the telephone binary built once by TestMain for the cross-process tests.
+// binPath is the telephone binary built once by TestMain for the cross-process tests, without
+// VCS stamping and with the version and commit given as ldflags (as make build does).
 var binPath string
+
+// The version and commit TestMain stamps into the binary.
+const (
+	testBuildVersion = "v0.0.0-test"
+	testBuildCommit  = "0123456789abcdef0123456789abcdef01234567"
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "telephone-cli-test")
@@ -33,7 +40,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "telephone")
-	build := exec.Command("go", "build", "-o", binPath, ".")
+	build := exec.Command("go", "build", "-buildvcs=false",
+		"-ldflags", "-X main.version="+testBuildVersion+" -X main.commit="+testBuildCommit, "-o", binPath, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the telephone binary:", err)
@@ -48,6 +56,14 @@ type lineBuf struct {
 	mu      sync.Mutex // guards buf and changed
 	buf     bytes.Buffer
 	changed chan struct{} // closed and replaced on every Write
+	writes  int           // number of Write calls
+}
+
+// Writes returns the number of Write calls so far.
+func (b *lineBuf) Writes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.writes
 }
 
 func newLineBuf() *lineBuf { return &lineBuf{changed: make(chan struct{})} }
@@ -57,6 +73,7 @@ func (b *lineBuf) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	close(b.changed)
 	b.changed = make(chan struct{})
+	b.writes++
 	return b.buf.Write(p)
 }
 
@@ -267,10 +284,17 @@ func TestCommands(t *testing.T) {
 		noStdout bool
 	}{
 		{args: []string{"version"}, code: 0, stdout: "telephone "},
-		{args: []string{"help"}, code: 2, stderr: "Usage:", noStdout: true},
+		{args: []string{"--version"}, code: 0, stdout: "telephone "},
+		{args: []string{"-v"}, code: 0, stdout: "telephone "},
+		{args: []string{"help"}, code: 0, stdout: "telephone token-check"},
+		{args: []string{"--help"}, code: 0, stdout: "telephone devserver"},
+		{args: []string{"-h"}, code: 0, stdout: "telephone demo"},
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`, noStdout: true},
-		{args: []string{"run", "-h"}, code: 2, stderr: "PLUGBOARD_URL", noStdout: true},
-		{args: []string{"--help"}, code: 2, stderr: "--backend-port", noStdout: true},
+		{args: []string{"run", "-h"}, code: 0, stdout: "PLUGBOARD_URL"},
+		{args: []string{"run", "--help"}, code: 0, stdout: "--backend-port"},
+		{args: []string{"demo", "-h"}, code: 0, stdout: "-addr"},
+		{args: []string{"devserver", "--help"}, code: 0, stdout: "-secret"},
+		{args: []string{"token-check", "-h"}, code: 0, stdout: "-db"},
 		{args: []string{"run", "extra"}, code: 2, stderr: `unexpected argument "extra"`},
 		{args: []string{"--nope"}, code: 2, stderr: "flag provided but not defined: -nope"},
 		{args: []string{"demo", "--nope"}, code: 2, stderr: "flag provided but not defined"},

@@ -22,7 +22,7 @@ const forceWait = 5 * time.Second
 func (c *cli) run(args []string) int {
 	if wantsHelp(args) {
 		c.runUsage()
-		return exitConfig
+		return exitOK
 	}
 	load := func() (Config, []error) {
 		return loadConfig(configInput{Env: c.environ(), Args: args, ReadFile: c.readFile})
@@ -37,7 +37,8 @@ func (c *cli) run(args []string) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(cfg.LogLevel)
-	r, code := startRunner(cfg, newLogger(c.stderr, cfg.LogFormat, level), level)
+	log := newLogger(c.stderr, logConfig{Format: cfg.LogFormat, Level: level, Terminal: isTerminal(c.stderr), NoColor: c.noColor(), AccessLog: cfg.AccessLog})
+	r, code := startRunner(cfg, log, level)
 	if r == nil {
 		return code
 	}
@@ -52,17 +53,18 @@ func wantsHelp(args []string) bool {
 }
 
 func (c *cli) runUsage() {
-	fmt.Fprint(c.stderr, "Usage: telephone [run] [--env FILE] [flags]\n\n")
-	fmt.Fprint(c.stderr, "Each setting is an environment variable; a flag overrides it, and both override the .env file.\n")
-	fmt.Fprint(c.stderr, "Secrets (TELEPHONE_TOKEN, SECRET_KEY_BASE, PLUGBOARD_SECRET_KEY_BASE) have no flag.\n\n")
-	fmt.Fprintf(c.stderr, "  %-30s %-28s %-12s %s\n", "VARIABLE", "FLAG", "DEFAULT", "MEANING")
-	fmt.Fprintf(c.stderr, "  %-30s %-28s %-12s %s\n", "", "--env", ".env", "file of KEY=value lines, loaded if it exists")
+	w := c.stdout
+	fmt.Fprint(w, "Usage: telephone [run] [--env FILE] [flags]\n\n")
+	fmt.Fprint(w, "Each setting is an environment variable; a flag overrides it, and both override the .env file.\n")
+	fmt.Fprint(w, "Secrets (TELEPHONE_TOKEN, SECRET_KEY_BASE, PLUGBOARD_SECRET_KEY_BASE) have no flag.\n\n")
+	fmt.Fprintf(w, "  %-30s %-28s %-12s %s\n", "VARIABLE", "FLAG", "DEFAULT", "MEANING")
+	fmt.Fprintf(w, "  %-30s %-28s %-12s %s\n", "", "--env", ".env", "file of KEY=value lines, loaded if it exists")
 	for _, s := range settings {
 		flag := ""
 		if s.flag != "" {
 			flag = "--" + s.flag
 		}
-		fmt.Fprintf(c.stderr, "  %-30s %-28s %-12s %s\n", s.name, flag, s.def, s.help)
+		fmt.Fprintf(w, "  %-30s %-28s %-12s %s\n", s.name, flag, s.def, s.help)
 	}
 }
 
@@ -108,7 +110,7 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 			return nil, exitFail
 		}
 		r.ops = srv
-		log.Info("operations server listening", slog.String("url", srv.url()))
+		log.Info("operations server listening", slog.String("addr", srv.addr.String()), slog.String("url", srv.url()))
 	}
 	log.Info("telephone starting", slog.String("version", readBuildInfo().Version),
 		slog.String("plugboard", cfg.PlugboardURL), slog.String("backend", cfg.backendURL()),

@@ -55,7 +55,11 @@ func TestRunReload(t *testing.T) {
 	tc := newTestCLI(env, nil)
 	code := tc.start("run")
 	waitJoined(t, srv, tok.PathID)
-	opsURL := logField(t, tc.errOut.waitLine(t, "operations server listening"), "url").(string)
+	opsLine := tc.errOut.waitLine(t, "operations server listening")
+	opsURL := logField(t, opsLine, "url").(string)
+	if addr := logField(t, opsLine, "addr"); "http://"+addr.(string) != opsURL || strings.HasSuffix(opsURL, ":0") {
+		t.Errorf("the operations server must log the address it bound: %s", opsLine)
+	}
 	call := srv.CallURL(tok.PathID) + "/"
 	if c, _, body := get(t, http.MethodGet, call, nil); c != 200 || body != "one" {
 		t.Fatalf("before reload: %d %q", c, body)
@@ -117,7 +121,7 @@ func TestRunnerReload(t *testing.T) {
 	}
 	level := new(slog.LevelVar)
 	logs := newLineBuf()
-	r, code := startRunner(cfg, newLogger(logs, "json", level), level)
+	r, code := startRunner(cfg, newLogger(logs, logConfig{Format: "json", Level: level}), level)
 	if r == nil {
 		t.Fatalf("startRunner: %d", code)
 	}
@@ -246,7 +250,7 @@ func TestRunFailures(t *testing.T) {
 	}{
 		{"token refused", refusing, nil, nil, 1, "Plugboard refused every token"},
 		{"no usable token", srv, []string{"SECRET_KEY_BASE", secret, "TOKEN_DB_PATH", "empty.db"}, []string{"TELEPHONE_TOKEN"}, 1, "no usable token"},
-		{"malformed token", srv, []string{"TELEPHONE_TOKEN", "x.y.z"}, nil, 1, "no usable token"},
+		{"malformed token", srv, []string{"TELEPHONE_TOKEN", "abc"}, nil, 2, "TELEPHONE_TOKEN: not a Plugboard token (malformed token"},
 		{"store cannot open", srv, []string{"SECRET_KEY_BASE", secret, "TOKEN_DB_PATH", "."}, nil, 1, "cannot open the token store"},
 		{"ops address busy", srv, []string{"OPS_ADDR", busy.Addr().String()}, nil, 1, "cannot start the operations server"},
 		{"bad configuration", srv, []string{"BACKEND_URL", "ftp://x", "CHUNK_SIZE", "1"}, nil, 2,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/internal/plugtoken"
 )
 
 // setting is one configuration variable: its environment name, flag, default and parser.
@@ -31,8 +32,7 @@ const maxSize = 1 << 30 // largest accepted body or response size (1 GiB)
 // settings lists every variable in documentation order.
 var settings = []setting{
 	{name: "PLUGBOARD_URL", flag: "plugboard-url", orig: true, help: "Plugboard socket URL (ws:// or wss://)", set: setPlugboardURL},
-	{name: "TELEPHONE_TOKEN", orig: true, help: "initial token (JWT); the lower-case variable token is a fallback",
-		set: func(c *Config, v string) error { c.Token = v; return nil }},
+	{name: "TELEPHONE_TOKEN", orig: true, help: "initial token (JWT); the lower-case variable token is a fallback", set: setToken},
 	{name: "PLUGBOARD_SECRET_KEY_BASE", help: "Plugboard's secret_key_base: verify token signatures (at least 64 bytes)",
 		set: func(c *Config, v string) error { return setSecret(&c.PlugboardSecret, v, 64) }},
 	{name: "SECRET_KEY_BASE", orig: true, help: "secret that encrypts the token store (at least 32 bytes)",
@@ -76,7 +76,8 @@ var settings = []setting{
 	{name: "OPS_ADDR", flag: "ops-addr", help: "health/metrics listen address host:port (replaces HEALTH_CHECK_PORT)", set: setOpsAddr},
 	durSetting("SHUTDOWN_TIMEOUT", "shutdown-timeout", 30*time.Second, false, true, "how long SIGTERM waits for in-flight requests", func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 100*time.Millisecond, time.Hour),
 	{name: "LOG_LEVEL", flag: "log-level", def: "info", live: true, help: "debug, info, warn or error", set: setLogLevel},
-	{name: "LOG_FORMAT", flag: "log-format", def: "auto", help: "text, json or auto (text on a terminal, else JSON)", set: setLogFormat},
+	{name: "LOG_FORMAT", flag: "log-format", def: "auto", help: "text, json or auto (text on a terminal, else JSON); NO_COLOR turns colours off", set: setLogFormat},
+	{name: "ACCESS_LOG", flag: "access-log", def: "false", help: "log one info line per request: method, path, status, duration, bytes", set: setAccessLog},
 }
 
 func settingByName(name string) *setting {
@@ -139,6 +140,19 @@ func setSecret(dst *string, v string, minLen int) error {
 	*dst = v // kept even when too short, so that no second error follows from its absence
 	if v != "" && len(v) < minLen {
 		return fmt.Errorf("must be at least %d bytes, got %d (generate one with: openssl rand -hex %d)", minLen, len(v), minLen)
+	}
+	return nil
+}
+
+// setToken accepts a token shaped like Plugboard's (a three-part HS256 JWT with its five
+// claims); its expiry and signature are checked at start-up, where a stored token may win.
+func setToken(c *Config, v string) error {
+	c.Token = v
+	if v == "" {
+		return nil
+	}
+	if _, err := plugtoken.Parse(v); err != nil {
+		return fmt.Errorf("not a Plugboard token (%s): copy the whole token Plugboard issued", strings.TrimPrefix(err.Error(), "plugtoken: "))
 	}
 	return nil
 }
@@ -293,15 +307,20 @@ func splitList(v string) []string {
 	return out
 }
 
-func setInsecure(c *Config, v string) error {
+func setInsecure(c *Config, v string) error { return setBool(&c.InsecureSkipVerify, v) }
+
+func setAccessLog(c *Config, v string) error { return setBool(&c.AccessLog, v) }
+
+// setBool parses true or false (and the other forms strconv.ParseBool accepts); "" is false.
+func setBool(dst *bool, v string) error {
+	*dst = false
 	if v == "" {
-		c.InsecureSkipVerify = false
 		return nil
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
 		return fmt.Errorf("must be true or false, got %q", v)
 	}
-	c.InsecureSkipVerify = b
+	*dst = b
 	return nil
 }

@@ -20,14 +20,10 @@ import (
 // usable token exists. Tokens are never printed whole.
 func (c *cli) tokenCheck(args []string) int {
 	fset := flag.NewFlagSet("telephone token-check", flag.ContinueOnError)
-	fset.SetOutput(c.stderr)
 	envFile := fset.String("env", ".env", "`file` with KEY=value lines, loaded if it exists")
 	db := fset.String("db", "", "token store `path` (default: TOKEN_DB_PATH, else telephone.db)")
-	if err := fset.Parse(args); err != nil || fset.NArg() > 0 {
-		if fset.NArg() > 0 {
-			fmt.Fprintf(c.stderr, "telephone token-check: unexpected argument %q\n", fset.Arg(0))
-		}
-		return exitConfig
+	if code, done := c.parseFlags(fset, args); done {
+		return code
 	}
 	dotenv, err := readDotenv(*envFile, c.readFile)
 	if err != nil {
