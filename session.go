@@ -73,7 +73,7 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 	c.sessions.add(s)
 	defer c.sessions.remove(s)
 	s.ch = sock.Channel("telephone:"+c.tokens.current().claims.PathID, s.handle)
-	defer c.ws.closeAll(websocketGoingAway)
+	defer c.ws.closeAll(s, websocketGoingAway)
 	if err := s.join(ctx); err != nil {
 		return 0, err
 	}
@@ -135,7 +135,7 @@ func (s *session) serveUntilEnd(ctx context.Context) error {
 // rejoinLoop re-joins after phx_error/phx_close with the jittered backoff, while the socket lives.
 func (s *session) rejoinLoop(ctx context.Context) error {
 	s.setPart(func(p *sessionPart) { p.joined = false })
-	s.c.ws.closeAll(websocketGoingAway)
+	s.c.ws.closeAll(s, websocketGoingAway)
 	bo := &phoenix.Backoff{Initial: s.c.conf().backoffInitial, Max: s.c.conf().backoffMax}
 	wctx, stop := s.c.untilShutdown(ctx)
 	defer stop()

@@ -2,6 +2,7 @@ package telephone
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -64,4 +65,31 @@ func TestSessionSetWaitJoined(t *testing.T) {
 			t.Fatal("waitJoined returned a session after ctx ended")
 		}
 	})
+}
+
+// TestWSDetachIsPerSession: a session that ends takes only its own proxied WebSockets and
+// ws_checks with it; nil takes every one.
+func TestWSDetachIsPerSession(t *testing.T) {
+	t.Parallel()
+	c, err := New("ws://pb.example/telephone/websocket", WithHandler(http.NotFoundHandler()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, s2 := &session{}, &session{}
+	a, b := &wsConn{s: s1, id: "a"}, &wsConn{s: s2, id: "b"}
+	k1, k2 := &wsCheck{s: s1}, &wsCheck{s: s2}
+	wm := c.ws
+	wm.conns["a"], wm.conns["b"] = a, b
+	wm.all[a], wm.all[b] = struct{}{}, struct{}{}
+	wm.checks[k1], wm.checks[k2] = struct{}{}, struct{}{}
+	conns, checks := wm.detach(s1)
+	if len(conns) != 1 || conns[0] != a || len(checks) != 1 || checks[0] != k1 {
+		t.Fatalf("detach(s1) = %v %v", conns, checks)
+	}
+	if wm.lookup("a") != nil || wm.lookup("b") != b {
+		t.Fatal("detach(s1) must forget a's id and keep b's")
+	}
+	if conns, checks := wm.detach(nil); len(conns) != 2 || len(checks) != 2 || wm.lookup("b") != nil {
+		t.Fatalf("detach(nil) = %v %v", conns, checks)
+	}
 }

@@ -126,7 +126,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer close(c.done)
 	defer workers.Wait() // after cancel: handlers that honour their context return at once
 	defer cancel()
-	defer c.ws.closeAll(websocketGoingAway)
+	defer c.ws.closeAll(nil, websocketGoingAway)
 	if err := c.tokens.init(workCtx); err != nil {
 		c.setError(err)
 		return err

@@ -13,9 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
-	"maps"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -49,7 +47,7 @@ var wsForwarded = []string{"Origin", "Cookie", "Authorization", "X-Forwarded-For
 
 // wsManager proxies Plugboard's WebSocket connections to the backend. It owns one goroutine
 // per connection (which starts and joins the connection's reader) and one per running
-// ws_check; closeAll stops and joins them. handle runs on the channel's delivery goroutine
+// ws_check; closeAll stops and joins them (per session, or all). handle runs on the channel's delivery goroutine
 // and never blocks on the network. All methods are safe for concurrent use.
 type wsManager struct {
 	c      *Client
@@ -287,15 +285,12 @@ func (wm *wsManager) closeOne(f map[string]json.RawMessage) {
 	wc.end(&wsEnd{code: code, reason: trimReason(str(f, "reason"))})
 }
 
-// closeAll closes every backend WebSocket with code, forgets it and tells Plugboard nothing;
-// running ws_checks are abandoned. It waits for their goroutines, at most about three times
-// the handshake timeout plus the connect timeout.
-func (wm *wsManager) closeAll(code int) {
-	wm.mu.Lock()
-	conns := slices.Collect(maps.Keys(wm.all))
-	checks := slices.Collect(maps.Keys(wm.checks))
-	clear(wm.conns)
-	wm.mu.Unlock()
+// closeAll closes the backend WebSockets that session s carries (every one when s is nil) with
+// code, forgets them and tells Plugboard nothing; their running ws_checks are abandoned. It
+// waits for their goroutines, at most about three times the handshake timeout plus the connect
+// timeout.
+func (wm *wsManager) closeAll(s *session, code int) {
+	conns, checks := wm.detach(s)
 	for _, wc := range conns {
 		wc.end(&wsEnd{code: code, reason: "Telephone going away"})
 	}
@@ -312,6 +307,29 @@ func (wm *wsManager) closeAll(code int) {
 			return
 		}
 	}
+}
+
+// detach takes the connections and checks of s (all of them when s is nil) out of the id
+// index and returns them.
+func (wm *wsManager) detach(s *session) ([]*wsConn, []*wsCheck) {
+	wm.mu.Lock()
+	defer wm.mu.Unlock()
+	var conns []*wsConn
+	for wc := range wm.all {
+		if s == nil || wc.s == s {
+			conns = append(conns, wc)
+			if wm.conns[wc.id] == wc {
+				delete(wm.conns, wc.id)
+			}
+		}
+	}
+	var checks []*wsCheck
+	for k := range wm.checks {
+		if s == nil || k.s == s {
+			checks = append(checks, k)
+		}
+	}
+	return conns, checks
 }
 
 func doneChans(conns []*wsConn, checks []*wsCheck) []<-chan struct{} {

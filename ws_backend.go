@@ -117,6 +117,7 @@ func trimReason(s string) string {
 
 // wsCheck is one running ws_check.
 type wsCheck struct {
+	s      *session // the session that asked
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -135,7 +136,7 @@ func (wm *wsManager) check(s *session, f map[string]json.RawMessage) {
 		wm.send(s, "ws_check_result", wsCheckResultMsg{CheckID: id, Reason: wsInvalidPath})
 		return
 	}
-	k := &wsCheck{done: make(chan struct{}), raw: &rawConn{}}
+	k := &wsCheck{s: s, done: make(chan struct{}), raw: &rawConn{}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	wm.mu.Lock()
 	full := len(wm.checks) >= wm.c.conf().maxWebSockets
