@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,4 +66,75 @@ func get(t *testing.T, url string) (int, string) {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b)
+}
+
+// TestMainProgram runs main as the program runs: configured by the environment, stopped by
+// SIGTERM. A Plugboard that cannot be reached first: /healthz answers 503.
+func TestMainProgram(t *testing.T) {
+	plugboard := telephonetest.NewServer()
+	defer plugboard.Close()
+	tok, err := plugboard.Mint("", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := l.Addr().String()
+	l.Close() // main listens there
+	t.Setenv("PLUGBOARD_URL", plugboard.SocketURL())
+	t.Setenv("TELEPHONE_TOKEN", tok.Token)
+	t.Setenv("LISTEN_ADDR", local)
+	done := make(chan struct{})
+	go func() { defer close(done); main() }()
+	wait, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := plugboard.WaitJoined(wait, tok.PathID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, plugboard.CallURL(tok.PathID)+"/hello/main"); code != 200 || !strings.HasPrefix(body, "hello, main") {
+		t.Errorf("through the tunnel: %d %q", code, body)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil { // main's signal.NotifyContext takes it
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-wait.Done():
+		t.Fatal("main did not return after SIGTERM")
+	}
+}
+
+// TestHealthzBeforeJoin: while the tunnel cannot join, /healthz answers 503.
+func TestHealthzBeforeJoin(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "ws://" + l.Addr().String() + "/telephone/websocket"
+	l.Close() // connections are refused: the tunnel keeps retrying
+	plugboard := telephonetest.NewServer()
+	defer plugboard.Close()
+	tok, err := plugboard.Mint("", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, config{PlugboardURL: dead, Token: tok.Token, ListenAddr: "127.0.0.1:0"},
+			slog.New(slog.DiscardHandler), func(a string) { addr <- a })
+	}()
+	if code, body := get(t, "http://"+<-addr+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"joined":false`) {
+		t.Errorf("/healthz before join: %d %q", code, body)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("run = %v", err)
+	}
+	if err := run(context.Background(), config{PlugboardURL: "http://not-a-socket"}, slog.New(slog.DiscardHandler), nil); err == nil {
+		t.Error("a bad Plugboard URL must be an error")
+	}
 }

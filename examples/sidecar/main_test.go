@@ -170,3 +170,70 @@ func TestEnvLoader(t *testing.T) {
 		t.Error("a missing ENV_FILE must be an error")
 	}
 }
+
+// TestMainProgram runs main as the program runs: configured by the environment, stopped by
+// SIGTERM.
+func TestMainProgram(t *testing.T) {
+	plugboard := telephonetest.NewServer(telephonetest.WithSecret(plugboardSecret))
+	defer plugboard.Close()
+	tok, err := plugboard.Mint("", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"PLUGBOARD_URL": plugboard.SocketURL(), "TELEPHONE_TOKEN": tok.Token, "PLUGBOARD_SECRET_KEY_BASE": plugboardSecret,
+		"SECRET_KEY_BASE": storeSecret, "TOKEN_DB_PATH": filepath.Join(t.TempDir(), "t.db"), "METRICS_ADDR": "127.0.0.1:0",
+		"BACKEND_URL": backend(t, "main").URL, "REQUEST_TIMEOUT": "", "ENV_FILE": "",
+	} {
+		t.Setenv(k, v)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); main() }()
+	wait, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := plugboard.WaitJoined(wait, tok.PathID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, plugboard.CallURL(tok.PathID)+"/"); code != 200 || body != "main" {
+		t.Errorf("through the tunnel: %d %q", code, body)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil { // main's signal.NotifyContext takes it
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-wait.Done():
+		t.Fatal("main did not return after SIGTERM")
+	}
+}
+
+// TestReloadRefused: a reload with a bad value changes nothing and says why.
+func TestReloadRefused(t *testing.T) {
+	c, err := telephone.New("ws://127.0.0.1:1/telephone/websocket", telephone.WithToken(shapedTokenForTest(t)),
+		telephone.WithBackendURL("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for setting, want := range map[string]string{"REQUEST_TIMEOUT=soon": "REQUEST_TIMEOUT", "BACKEND_URL=ftp://x": "WithBackendURL"} {
+		k, v, _ := strings.Cut(setting, "=")
+		e := &env{m: map[string]string{k: v}}
+		if err := reloadFrom(c, e.load, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", setting, err)
+		}
+	}
+	failing := func() (func(string) string, error) { return nil, errors.New("unreadable") }
+	if err := reloadFrom(c, failing, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("an unreadable configuration must be an error")
+	}
+}
+
+// shapedTokenForTest mints a token New accepts (Run is never called).
+func shapedTokenForTest(t *testing.T) string {
+	plugboard := telephonetest.NewServer()
+	defer plugboard.Close()
+	tok, err := plugboard.Mint("", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Token
+}
