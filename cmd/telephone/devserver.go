@@ -26,8 +26,13 @@ func (c *cli) devserver(args []string) int {
 	logLevel := fset.String("log-level", "info", "debug, info, warn or error")
 	tlsCert := fset.String("tls-cert", "", "serve https:// and wss:// with this PEM certificate `file` (with --tls-key)")
 	tlsKey := fset.String("tls-key", "", "PEM private key `file` of --tls-cert")
+	joinRef := fset.String("join-ref", "strict", "join_ref check: strict (Phoenix 1.8.3+: a message whose join_ref is not the channel's is dropped) or lenient (Phoenix 1.8.2 and older: any join_ref)")
 	if code, done := c.parseFlags(fset, args); done {
 		return code
+	}
+	if *joinRef != "strict" && *joinRef != "lenient" {
+		fmt.Fprintf(c.stderr, "telephone devserver: --join-ref %q: want strict or lenient\n", *joinRef)
+		return exitConfig
 	}
 	var lc Config
 	if err := setLogLevel(&lc, *logLevel); err != nil {
@@ -48,6 +53,9 @@ func (c *cli) devserver(args []string) int {
 		return exitFail
 	}
 	opts := []telephonetest.Option{telephonetest.WithSecret(*secret), telephonetest.WithTokenLifetime(*lifetime), telephonetest.WithLogger(log)}
+	if *joinRef == "lenient" {
+		opts = append(opts, telephonetest.WithLenientJoinRef())
+	}
 	var srv *telephonetest.Server
 	if tlsCfg != nil {
 		srv = telephonetest.ServeTLS(l, tlsCfg, opts...)
@@ -56,6 +64,7 @@ func (c *cli) devserver(args []string) int {
 	}
 	defer srv.Close()
 	printDevserver(c.stdout, srv, l.Addr())
+	log.Info("devserver serving", slog.String("join_ref", *joinRef))
 	waitForStop(c.signals, log)
 	log.Info("devserver stopping")
 	return exitOK

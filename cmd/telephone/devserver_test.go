@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/coder/websocket"
 )
 
 // mintReply is the devserver's GET /mint answer.
@@ -130,5 +133,64 @@ func TestBinaryOriginalEnvironment(t *testing.T) {
 	dev.signal(t, syscall.SIGINT)
 	if c := dev.wait(t); c != 0 {
 		t.Fatalf("devserver exit %d; stderr:\n%s", c, dev.errOut)
+	}
+}
+
+// TestDevserverJoinRef joins over a raw socket and sends a channel heartbeat with another
+// join_ref, then a phoenix heartbeat: lenient answers the channel heartbeat with heartbeat_ack
+// before the phoenix reply; strict drops it, so the phoenix reply comes first.
+func TestDevserverJoinRef(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"strict", "lenient"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			tc := newTestCLI(map[string]string{}, nil)
+			code := tc.start("devserver", "--addr", "127.0.0.1:0", "--join-ref", mode)
+			ready := tc.out.waitLine(t, "READY ")
+			m := mint(t, field(t, ready, "mint_url"))
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			conn, _, err := websocket.Dial(ctx, m.SocketURL+"?vsn=2.0.0&token="+m.Token, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.CloseNow()
+			topic := "telephone:" + m.PathID
+			send := func(frame string) {
+				if err := conn.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			read := func() string {
+				_, data, err := conn.Read(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(data)
+			}
+			send(`["1","1","` + topic + `","phx_join",{}]`)
+			if r := read(); !strings.Contains(r, `"ok"`) {
+				t.Fatalf("join reply %s", r)
+			}
+			send(`["9","2","` + topic + `","heartbeat",{"ts":7}]`)
+			send(`[null,"3","phoenix","heartbeat",{}]`)
+			first := read()
+			if got, want := strings.Contains(first, "heartbeat_ack"), mode == "lenient"; got != want {
+				t.Fatalf("%s: first frame after a stale join_ref %s", mode, first)
+			}
+			conn.Close(websocket.StatusNormalClosure, "")
+			tc.sigs <- syscall.SIGTERM
+			if c := waitCode(t, code); c != 0 {
+				t.Fatalf("exit code %d", c)
+			}
+		})
+	}
+}
+
+func TestDevserverBadJoinRef(t *testing.T) {
+	t.Parallel()
+	tc := newTestCLI(map[string]string{}, nil)
+	if c := tc.main([]string{"devserver", "--join-ref", "loose"}); c != exitConfig {
+		t.Fatalf("exit %d, want %d", c, exitConfig)
 	}
 }

@@ -26,6 +26,12 @@ const (
 	inProcLabel = "in-process"
 )
 
+// The devserver's join_ref checks (--join-ref).
+const (
+	joinRefStrict  = "strict"
+	joinRefLenient = "lenient"
+)
+
 // allScenarios is what "all" means, in run order.
 var allScenarios = []string{scnSteady, scnSlow, scnLarge, scnBinary, scnBackend, scnSockCut, scnHerd}
 
@@ -47,6 +53,7 @@ type config struct {
 	chaosRate        float64
 	chaosDelay       time.Duration
 	rateLimit        string
+	joinRef          string // the devserver's join_ref check: strict (Phoenix 1.8.3+) or lenient
 	slowCount        int
 	slowDelay        time.Duration
 	largeSizes       []int64
@@ -107,6 +114,7 @@ func defaultConfig() config {
 		initialBackoff:   time.Second,
 		maxBackoff:       10 * time.Second,
 		soakSample:       30 * time.Second,
+		joinRef:          joinRefStrict,
 		inProcess:        true,
 		direct:           true,
 		progress:         true,
@@ -126,6 +134,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.rate, "rate", 0, "steady and soak: requests per second in total (0: as fast as possible; soak default 500)")
 	fs.Float64Var(&c.chaosRate, "chaos-rate", c.chaosRate, "requests per second in total during backend-restart and socket-cut")
 	fs.StringVar(&c.rateLimit, "rate-limit", "", "telephone's own rate limit: off, or requests/s (default: telephone's default, 1000/s burst 2000); binaries get RATE_LIMIT/RATE_BURST, outside the original variables")
+	fs.StringVar(&c.joinRef, "join-ref", c.joinRef, "the devserver's join_ref check: strict (Phoenix 1.8.3+, drops a message whose join_ref is not the channel's) or lenient (Phoenix 1.8.2 and older; needed by the original sidecar, which sets join_ref = ref)")
 	fs.IntVar(&c.slowCount, "slow-count", c.slowCount, "concurrent slow requests")
 	fs.DurationVar(&c.slowDelay, "slow-delay", c.slowDelay, "backend delay of each slow request")
 	fs.StringVar(&sizes, "large-sizes", "10MiB,50MiB", "response sizes of the large scenarios (B, KiB, MiB)")
@@ -190,6 +199,9 @@ func (c *config) finish(scenarios, sizes string) error {
 	}
 	if err := parseRateLimit(c.rateLimit); err != nil {
 		return err
+	}
+	if c.joinRef != joinRefStrict && c.joinRef != joinRefLenient {
+		return fmt.Errorf("%w: --join-ref %q: want strict or lenient", errUsage, c.joinRef)
 	}
 	if c.inProcess {
 		c.targets = append([]targetSpec{{label: inProcLabel}}, c.targets...)

@@ -47,6 +47,8 @@ func TestParseFlags(t *testing.T) {
 		{"durations", []string{"--duration", "1h", "--outage", "5s"}, func(c config) bool { return c.duration == time.Hour && c.outage == 5*time.Second }},
 		{"rate limit off", []string{"--rate-limit", "off"}, func(c config) bool { return c.rateLimit == rateOff }},
 		{"rate limit number", []string{"--rate-limit", "2500"}, func(c config) bool { return c.rateLimit == "2500" }},
+		{"join-ref default", nil, func(c config) bool { return c.joinRef == joinRefStrict }},
+		{"join-ref lenient", []string{"--join-ref", "lenient"}, func(c config) bool { return c.joinRef == joinRefLenient }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,6 +75,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"--rate-limit", "-3"},
 		{"--rate-limit", "fast"},
 		{"--rate", "-1"},
+		{"--join-ref", "loose"},
 		{"--inprocess=false"},
 		{"--binary", "a=/x", "--binary", "a=/y"},
 		{"--binary", "=/x"},

@@ -23,8 +23,9 @@ type plugboard struct {
 }
 
 // startPlugboard serves a telephonetest.Server on 127.0.0.1 with the given caller-side
-// request timeout (0: the server's default, 60 s).
-func startPlugboard(requestTimeout time.Duration) (*plugboard, error) {
+// request timeout (0: the server's default, 60 s); lenient accepts any join_ref, as
+// Phoenix 1.8.2 and older do.
+func startPlugboard(requestTimeout time.Duration, lenient bool) (*plugboard, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("devserver: %w", err)
@@ -32,8 +33,12 @@ func startPlugboard(requestTimeout time.Duration) (*plugboard, error) {
 	// telephonetest.Serve derives its URLs from the listener's address; it gets an idle stand-in
 	// so that the wrapped handler below serves the real listener.
 	idle := newIdleListener(ln.Addr())
+	opts := []telephonetest.Option{telephonetest.WithRequestTimeout(requestTimeout)}
+	if lenient {
+		opts = append(opts, telephonetest.WithLenientJoinRef())
+	}
 	p := &plugboard{
-		srv:   telephonetest.Serve(idle, telephonetest.WithRequestTimeout(requestTimeout)),
+		srv:   telephonetest.Serve(idle, opts...),
 		conns: newConnLog(),
 	}
 	p.hs = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}

@@ -102,7 +102,7 @@ func (r *runner) open(ctx context.Context, ts targetSpec, n int, env targetEnv) 
 	if s.backend, err = startBackend("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
-	if s.pb, err = startPlugboard(env.RequestTimeout + 30*time.Second); err != nil {
+	if s.pb, err = startPlugboard(env.RequestTimeout+30*time.Second, r.cfg.joinRef == joinRefLenient); err != nil {
 		s.backend.Close()
 		return nil, err
 	}
