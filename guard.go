@@ -28,7 +28,7 @@ type guard struct {
 	cfg     *config
 	log     *slog.Logger
 	m       *metrics.Metrics
-	limiter *rate.Limiter
+	limiter atomic.Pointer[rate.Limiter] // nil: no rate limit; Reload swaps it
 	sem     chan struct{}
 	breaker *gobreaker.CircuitBreaker[*http.Response]
 	maxIDs  int
@@ -51,14 +51,11 @@ func newGuard(cfg *config, log *slog.Logger, m *metrics.Metrics) *guard {
 	o := cfg.load()
 	g := &guard{
 		cfg: cfg, log: log, m: m,
-		limiter: rate.NewLimiter(rate.Limit(o.rateLimit), o.rateBurst),
-		sem:     make(chan struct{}, o.maxConcurrent),
-		maxIDs:  2 * o.maxConcurrent,
-		ids:     make(map[string]time.Time),
+		sem:    make(chan struct{}, o.maxConcurrent),
+		maxIDs: 2 * o.maxConcurrent,
+		ids:    make(map[string]time.Time),
 	}
-	if math.IsInf(o.rateLimit, 1) {
-		g.limiter = rate.NewLimiter(rate.Inf, 0)
-	}
+	g.setRate(o)
 	if o.breakerFailures > 0 {
 		g.breaker = gobreaker.NewCircuitBreaker[*http.Response](gobreaker.Settings{
 			Name:        "backend",
@@ -98,7 +95,7 @@ func (g *guard) admit(id string, bodyLen int64) (*ticket, *rejection) {
 		return nil, reject(&g.rejectedBreaker, g.m, "breaker", http.StatusServiceUnavailable,
 			"Service Unavailable: the backend is failing; circuit open")
 	}
-	if !g.limiter.Allow() {
+	if lim := g.limiter.Load(); lim != nil && !lim.Allow() {
 		rej := reject(&g.rejectedRate, g.m, "rate", http.StatusTooManyRequests, "Too Many Requests: rate limit reached")
 		rej.res.header.Set("Retry-After", strconv.Itoa(g.retryAfter()))
 		return nil, rej
@@ -113,14 +110,32 @@ func (g *guard) ttl() time.Duration {
 	return o.requestTimeout + o.queueWait + time.Minute
 }
 
-// setRate applies o's rate limit to the token bucket (Reload).
+// setRate applies o's rate limit (New, Reload): a changed limit gets a new limiter with a
+// full bucket (+Inf: none). Requests admitted meanwhile use the old or the new one.
 func (g *guard) setRate(o *options) {
-	g.limiter.SetLimit(rate.Limit(o.rateLimit))
-	g.limiter.SetBurst(o.rateBurst)
+	r, b := g.rate()
+	unlimited := math.IsInf(o.rateLimit, 1)
+	switch {
+	case unlimited && math.IsInf(r, 1), !unlimited && r == o.rateLimit && b == o.rateBurst:
+		// unchanged: keep the bucket
+	case unlimited:
+		g.limiter.Store(nil)
+	default:
+		g.limiter.Store(rate.NewLimiter(rate.Limit(o.rateLimit), o.rateBurst))
+	}
+}
+
+// rate returns the rate limit and burst (+Inf and 0 when there is none).
+func (g *guard) rate() (float64, int) {
+	lim := g.limiter.Load()
+	if lim == nil {
+		return math.Inf(1), 0
+	}
+	return float64(lim.Limit()), lim.Burst()
 }
 
 func (g *guard) retryAfter() int {
-	r := float64(g.limiter.Limit())
+	r, _ := g.rate()
 	if r <= 0 || math.IsInf(r, 1) {
 		return 1
 	}
@@ -251,8 +266,9 @@ func (g *guard) status() LimitStatus {
 	g.mu.Lock()
 	queued, tracked := g.queued, len(g.ids)
 	g.mu.Unlock()
+	perSecond, burst := g.rate()
 	return LimitStatus{
-		MaxConcurrent: g.cfg.load().maxConcurrent, RateLimit: float64(g.limiter.Limit()), RateBurst: g.limiter.Burst(),
+		MaxConcurrent: g.cfg.load().maxConcurrent, RateLimit: perSecond, RateBurst: burst,
 		Queued: queued, Tracked: tracked,
 		RejectedRate: g.rejectedRate.Load(), RejectedBusy: g.rejectedBusy.Load(),
 		RejectedSize: g.rejectedSize.Load(), RejectedBreaker: g.rejectedBreaker.Load(),

@@ -537,3 +537,39 @@ func TestGuardTTLFollowsReload(t *testing.T) {
 		}
 	})
 }
+
+// TestGuardNoRateLimitByDefault admits far more than the old default burst (2000) at one
+// instant without a 429, and a rate set later by Reload's setRate starts with a full bucket.
+func TestGuardNoRateLimitByDefault(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		g := testGuard(t)
+		if st := g.status(); !math.IsInf(st.RateLimit, 1) || st.RateBurst != 0 {
+			t.Fatalf("default rate %v burst %d, want +Inf and 0", st.RateLimit, st.RateBurst)
+		}
+		for i := range 5000 {
+			tk, rej := g.admit(reqID(i), 0)
+			if rej != nil {
+				t.Fatalf("request %d refused without a rate limit: %s", i, rej.reason)
+			}
+			tk.done()
+		}
+		g.setRate(&options{rateLimit: 1, rateBurst: 2})
+		for i := range 2 {
+			tk, rej := g.admit(reqID(10_000+i), 0)
+			if rej != nil {
+				t.Fatalf("request %d within the new burst refused", i)
+			}
+			tk.done()
+		}
+		if _, rej := g.admit(reqID(10_002), 0); rej == nil || rej.res.status != http.StatusTooManyRequests {
+			t.Fatalf("over the new rate: %+v", rej)
+		}
+		g.setRate(&options{rateLimit: math.Inf(1)})
+		tk, rej := g.admit(reqID(10_003), 0)
+		if rej != nil {
+			t.Fatal("refused after the limit was lifted")
+		}
+		tk.done()
+	})
+}

@@ -30,8 +30,7 @@ const (
 	DefaultMaxRequestBody     = 8_000_000 // Plugboard's own request body limit
 	DefaultMaxConcurrent      = 1024
 	DefaultQueueWait          = time.Second
-	DefaultRateLimit          = 1000.0 // requests per second, token bucket
-	DefaultRateBurst          = 2000
+	DefaultRateBurst          = 2000 // the CLI's RATE_BURST when RATE_LIMIT is set; no rate limit by default
 	DefaultBreakerFailures    = 10
 	DefaultBreakerOpenFor     = 10 * time.Second
 	DefaultRetries            = 2
@@ -117,7 +116,7 @@ func defaultOptions() options {
 		maxRequestBody:     DefaultMaxRequestBody,
 		maxConcurrent:      DefaultMaxConcurrent,
 		queueWait:          DefaultQueueWait,
-		rateLimit:          DefaultRateLimit,
+		rateLimit:          math.Inf(1), // no rate limit by default, as in the original sidecar
 		rateBurst:          DefaultRateBurst,
 		breakerFailures:    DefaultBreakerFailures,
 		breakerOpenFor:     DefaultBreakerOpenFor,
@@ -402,8 +401,9 @@ func WithMaxConcurrentRequests(n int, wait time.Duration) Option {
 	}
 }
 
-// WithRateLimit sets the token-bucket rate limit for this Client (default 1000 requests/s,
-// burst 2000). Requests over it get 429 with Retry-After. math.Inf(1) disables the limit.
+// WithRateLimit sets a token-bucket rate limit for this Client. By default there is none
+// (the concurrency limit and the memory budget still protect the process). Requests over it
+// get 429 with Retry-After. math.Inf(1) disables the limit again.
 func WithRateLimit(perSecond float64, burst int) Option {
 	return func(o *options) error {
 		if math.IsNaN(perSecond) || perSecond <= 0 {

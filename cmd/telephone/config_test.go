@@ -70,7 +70,7 @@ func TestConfigDefaults(t *testing.T) {
 		MaxBackoff: telephone.DefaultBackoffMax, MaxRetries: -1,
 		MaxResponseSize: telephone.DefaultMaxResponseSize, ChunkSize: telephone.DefaultChunkSize,
 		MaxRequestBody: telephone.DefaultMaxRequestBody, MaxConcurrent: telephone.DefaultMaxConcurrent,
-		QueueWait: telephone.DefaultQueueWait, RateLimit: telephone.DefaultRateLimit, RateBurst: telephone.DefaultRateBurst,
+		QueueWait: telephone.DefaultQueueWait, RateLimit: math.Inf(1), RateBurst: telephone.DefaultRateBurst,
 		BreakerFailures: telephone.DefaultBreakerFailures, BreakerOpen: telephone.DefaultBreakerOpenFor, Retries: telephone.DefaultRetries,
 		UTF8Policy: telephone.UTF8Reject, ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "auto",
 		EnvFile: ".env",
@@ -401,7 +401,7 @@ func TestConfigDiff(t *testing.T) {
 		merged.ConnectTimeout != old.ConnectTimeout {
 		t.Fatalf("withLive: %+v", merged)
 	}
-	if old.RateLimit != telephone.DefaultRateLimit || old.raw["RATE_LIMIT"] == "5" {
+	if !math.IsInf(old.RateLimit, 1) || old.raw["RATE_LIMIT"] == "5" {
 		t.Fatal("withLive changed the original")
 	}
 	back := merged.withLive(&old, []string{"BACKEND_URL"})

@@ -244,10 +244,10 @@ Limits of the tunnel (defaults; see cmd/telephone/README.md to change them):
   request body           %d bytes (then 413)
   response body          %d bytes (then 502)
   concurrent requests    %d (then 503 after waiting %v)
-  rate limit             %v requests/s, burst %d (then 429)
+  rate limit             none (RATE_LIMIT sets one; then 429)
   response bodies must be valid UTF-8 (Plugboard carries them as JSON strings)
 `, telephone.DefaultRequestTimeout, telephone.DefaultMaxRequestBody, telephone.DefaultMaxResponseSize,
-		telephone.DefaultMaxConcurrent, telephone.DefaultQueueWait, telephone.DefaultRateLimit, telephone.DefaultRateBurst)
+		telephone.DefaultMaxConcurrent, telephone.DefaultQueueWait)
 }
 
 // demoEcho answers with the request it received.

@@ -133,7 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Int64Var(&c.maxRequests, "max-requests", 0, "stop steady and soak after this many requests (0: duration only)")
 	fs.Float64Var(&c.rate, "rate", 0, "steady and soak: requests per second in total (0: as fast as possible; soak default 500)")
 	fs.Float64Var(&c.chaosRate, "chaos-rate", c.chaosRate, "requests per second in total during backend-restart and socket-cut")
-	fs.StringVar(&c.rateLimit, "rate-limit", "", "telephone's own rate limit: off, or requests/s (default: telephone's default, 1000/s burst 2000); binaries get RATE_LIMIT/RATE_BURST, outside the original variables")
+	fs.StringVar(&c.rateLimit, "rate-limit", "", "telephone's own rate limit: off, or requests/s (default: the build's own default: none, or 1000/s burst 2000 before issue 13); binaries get RATE_LIMIT/RATE_BURST, outside the original variables")
 	fs.StringVar(&c.joinRef, "join-ref", c.joinRef, "the devserver's join_ref check: strict (Phoenix 1.8.3+, drops a message whose join_ref is not the channel's) or lenient (Phoenix 1.8.2 and older; needed by the original sidecar, which sets join_ref = ref)")
 	fs.IntVar(&c.slowCount, "slow-count", c.slowCount, "concurrent slow requests")
 	fs.DurationVar(&c.slowDelay, "slow-delay", c.slowDelay, "backend delay of each slow request")

@@ -289,7 +289,7 @@ func (r *runner) limiterStatuses() []int {
 // noteGoodput notes the rate of 200s when the limiter answered some requests with 429.
 func noteGoodput(res *result, lr *loadResult) {
 	if n := lr.statuses[http.StatusTooManyRequests]; n > 0 {
-		res.note("%d requests got 429 from telephone's rate limiter (default 1000 req/s, burst 2000; --rate-limit off to lift it): %.0f successful req/s",
+		res.note("%d requests got 429 from telephone's rate limiter (--rate-limit; builds before issue 13 default to 1000 req/s, burst 2000): %.0f successful req/s",
 			n, perSecond(lr.statuses[http.StatusOK], lr.elapsed))
 	}
 }
