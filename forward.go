@@ -148,7 +148,7 @@ func remoteAddr(h http.Header, plugboard string) string {
 	return plugboard
 }
 
-// dispatch runs on the channel's delivery goroutine: it validates and admits the request,
+// dispatch runs on the socket's reader goroutine: it validates and admits the request,
 // answering rejections at once, and starts a worker for the rest.
 func (s *session) dispatch(payload json.RawMessage) {
 	c := s.c

@@ -57,6 +57,7 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 		HeartbeatInterval: c.conf().phoenixHeartbeat,
 		PushTimeout:       c.conf().connectTimeout,
 		Logger:            c.log,
+		InlineHandlers:    true, // handle only Sends; one goroutine hop less per request
 	})
 	c.m.SocketUp(true)
 	defer c.m.SocketUp(false)
@@ -168,7 +169,8 @@ func (s *session) leave() {
 	s.sock.Close(1000, "telephone shutting down")
 }
 
-// handle runs on the channel's delivery goroutine, in order; it must not block for long.
+// handle runs on the socket's reader goroutine, in order; it must not block for long nor
+// wait for a reply (it only Sends).
 func (s *session) handle(m phoenix.Message) {
 	switch m.Event {
 	case "proxy_req":

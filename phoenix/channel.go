@@ -195,6 +195,13 @@ func (c *Channel) receive(m Message) {
 		return
 	}
 	if c.in == nil {
+		if c.handler != nil && c.s.opts.InlineHandlers {
+			select {
+			case <-c.s.closing: // as with a delivery goroutine: nothing is delivered once stopping
+			default:
+				c.handler(m)
+			}
+		}
 		return
 	}
 	select {

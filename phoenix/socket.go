@@ -49,6 +49,11 @@ type SocketOptions struct {
 	PushTimeout       time.Duration // default reply timeout when ctx has no earlier deadline; 0 (or negative) means 10s
 	WriteTimeout      time.Duration // per-frame write timeout; 0 (or negative) means 10s
 	Logger            *slog.Logger  // nil discards
+	// InlineHandlers calls channel handlers on the reader goroutine instead of one delivery
+	// goroutine per Channel: one goroutine hop less per inbound message. Such a handler
+	// must not wait for a reply (Push, Join and Leave would time out: their replies arrive
+	// on the same goroutine); Send is fine. Order is the same either way.
+	InlineHandlers bool
 }
 
 func (o SocketOptions) withDefaults() SocketOptions {
@@ -78,7 +83,7 @@ type replyResult struct {
 //
 // Goroutines: one reader (which also joins all others when the socket stops), one
 // writer draining a bounded queue, one heartbeat ticker (unless disabled) and one
-// delivery goroutine per Channel with a handler. The Socket owns the Conn and
+// delivery goroutine per Channel with a handler (none with InlineHandlers). The Socket owns the Conn and
 // closes it when it stops, for whatever reason. All methods are safe for
 // concurrent use.
 type Socket struct {
@@ -145,7 +150,7 @@ func (s *Socket) Channel(topic string, handler func(Message)) *Channel {
 	}
 	c := &Channel{s: s, topic: topic, handler: handler}
 	s.channels[topic] = c
-	if handler != nil && s.err == nil {
+	if handler != nil && s.err == nil && !s.opts.InlineHandlers {
 		c.in = make(chan Message, channelQueueSize)
 		s.wg.Add(1)
 		go c.deliverLoop()
@@ -274,25 +279,55 @@ func (s *Socket) handleReply(m Message) {
 	ch <- res
 }
 
+// writeLoop writes queued frames in order. Frames queued while it writes are written in
+// one batch (one write deadline; one flush with a BatchWriter Conn).
 func (s *Socket) writeLoop() {
 	defer s.wg.Done()
+	batch := make([][]byte, 0, outQueueSize)
 	for {
 		select {
 		case <-s.closing:
 			return
 		case data := <-s.out:
-			if err := s.write(data); err != nil {
-				s.stop(fmt.Errorf("phoenix: write: %w", err), CloseInternalError, "write error")
-				return
+			batch = append(batch[:0], data)
+		}
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case data := <-s.out:
+				batch = append(batch, data)
+			default:
+				break drain
 			}
+		}
+		err := s.write(batch)
+		clear(batch) // drop the frames at once: a large proxy_res must not outlive its write
+		if err != nil {
+			s.stop(fmt.Errorf("phoenix: write: %w", err), CloseInternalError, "write error")
+			return
 		}
 	}
 }
 
-func (s *Socket) write(data []byte) error {
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
+// BatchWriter is a Conn that can send several text messages with one flush. The Socket's
+// writer uses it when it has more than one frame queued.
+type BatchWriter interface {
+	WriteBatch(ctx context.Context, texts [][]byte) error
+}
+
+// write sends the frames in order, each within WriteTimeout.
+func (s *Socket) write(frames [][]byte) error {
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(len(frames))*s.opts.WriteTimeout)
 	defer cancel()
-	return s.conn.Write(ctx, false, data)
+	if bw, ok := s.conn.(BatchWriter); ok && len(frames) > 1 {
+		return bw.WriteBatch(ctx, frames)
+	}
+	for _, data := range frames {
+		if err := s.conn.Write(ctx, false, data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // enqueue hands an encoded frame to the writer, blocking while the queue is full.

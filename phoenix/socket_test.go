@@ -232,6 +232,9 @@ func TestSocketWriteTimeoutAndFullQueue(t *testing.T) {
 			if err := c.Send(t.Context(), "ws_frame", nil); err != nil {
 				t.Fatalf("Send %d: %v", i, err)
 			}
+			if i == 0 {
+				synctest.Wait() // the writer took the first frame alone and is stuck in Write
+			}
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()

@@ -29,6 +29,7 @@ type Conn struct {
 	ws    *websocket.Conn
 	url   string // redacted socket URL
 	limit int64  // read limit in force, -1 when disabled
+	cork  *corkConn
 }
 
 // RedactedURL returns the URL this connection was dialled with, token
@@ -78,6 +79,38 @@ func (c *Conn) Write(ctx context.Context, binary bool, data []byte) error {
 		return fmt.Errorf("transport: write: %w", err)
 	}
 	if err := c.ws.Write(ctx, typ, data); err != nil {
+		return fmt.Errorf("transport: write: %w", err)
+	}
+	return nil
+}
+
+// WriteBatch sends texts as text messages, in order, gathering them into as few
+// system calls as it can. Like Write, it is safe to call concurrently; a failure
+// or the end of ctx closes the connection.
+func (c *Conn) WriteBatch(ctx context.Context, texts [][]byte) error {
+	if c.cork == nil {
+		for _, t := range texts {
+			if err := c.Write(ctx, false, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("transport: write: %w", err)
+	}
+	// The library bounds each message write by ctx; the final flush is bounded here.
+	stop := context.AfterFunc(ctx, func() { _ = c.ws.CloseNow() })
+	defer stop()
+	c.cork.cork()
+	for _, t := range texts {
+		if err := c.ws.Write(ctx, websocket.MessageText, t); err != nil {
+			_ = c.cork.uncork()
+			return fmt.Errorf("transport: write: %w", err)
+		}
+	}
+	if err := c.cork.uncork(); err != nil {
+		_ = c.ws.CloseNow()
 		return fmt.Errorf("transport: write: %w", err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -89,7 +90,8 @@ func Dial(ctx context.Context, plugboardURL string, opts Options) (*Conn, error)
 	if err != nil {
 		return nil, err
 	}
-	client, release, err := opts.httpClient()
+	var dialed atomic.Pointer[corkConn] // the socket's connection when Dial built the client
+	client, release, err := opts.httpClient(&dialed)
 	if err != nil {
 		return nil, err
 	}
@@ -119,12 +121,15 @@ func Dial(ctx context.Context, plugboardURL string, opts Options) (*Conn, error)
 		limit = -1
 	}
 	ws.SetReadLimit(limit)
-	return &Conn{ws: ws, url: Redact(socketURL), limit: limit}, nil
+	return &Conn{ws: ws, url: Redact(socketURL), limit: limit, cork: dialed.Load()}, nil
 }
 
 // httpClient returns the client for the handshake and a function releasing
-// its idle connections (a refused upgrade may leave one behind).
-func (o Options) httpClient() (*http.Client, func(), error) {
+// its idle connections (a refused upgrade may leave one behind). The connection
+// it dials is stored in dialed (nothing with Options.HTTPClient). Should the
+// transport dial more than once, a batch corks the wrong connection: it is then
+// written message by message, still correctly.
+func (o Options) httpClient(dialed *atomic.Pointer[corkConn]) (*http.Client, func(), error) {
 	if o.HTTPClient != nil {
 		return o.HTTPClient, func() {}, nil
 	}
@@ -136,9 +141,19 @@ func (o Options) httpClient() (*http.Client, func(), error) {
 	if proxy == nil {
 		proxy = http.ProxyFromEnvironment
 	}
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		Proxy:              proxy,
-		DialContext:        (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		Proxy: proxy,
+		// One dial per client (no keep-alive): the last connection is the socket's.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			cc := &corkConn{Conn: nc}
+			dialed.Store(cc)
+			return cc, nil
+		},
 		TLSClientConfig:    tlsCfg,
 		DisableKeepAlives:  true,
 		DisableCompression: true,

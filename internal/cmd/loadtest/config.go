@@ -75,6 +75,7 @@ type config struct {
 	direct           bool
 	jsonOut          bool
 	progress         bool
+	cpuProfile       string // write a CPU profile of the whole run (in-process target included) here
 }
 
 // targetSpec names a telephone under test: in-process (path "") or a binary.
@@ -157,6 +158,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.direct, "direct", true, "send the same load straight to the backend for the ratio")
 	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of the table")
 	fs.BoolVar(&c.progress, "progress", true, "log progress to stderr")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (load generator, devserver, backend and the in-process telephone) to `file`")
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("%w: %w", errUsage, err)
 	}

@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,18 @@ func execute(ctx context.Context, cfg config, command string, stdout, stderr io.
 		r.log = stderr
 	}
 	rep := &report{Machine: describeMachine(time.Now()), Command: strings.TrimSpace(command), Pass: true}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "loadtest: --cpuprofile:", err)
+			return 2
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	rep.Results = r.run(ctx)
 	for _, res := range rep.Results {
 		rep.Pass = rep.Pass && res.Pass

@@ -1,0 +1,92 @@
+package phoenix
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"testing/synctest"
+)
+
+// batchConn is a fakeConn that also implements BatchWriter: each batch arrives on batches.
+type batchConn struct {
+	*fakeConn
+	batches chan []string
+}
+
+func (c *batchConn) WriteBatch(ctx context.Context, texts [][]byte) error {
+	b := make([]string, len(texts))
+	for i, t := range texts {
+		b[i] = string(t)
+	}
+	select {
+	case c.batches <- b:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestSocketWritesQueuedFramesInOneBatch holds the writer in a single-frame Write while more
+// frames are queued: they then go out in order in one WriteBatch.
+func TestSocketWritesQueuedFramesInOneBatch(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		conn := &batchConn{fakeConn: newFakeConn(), batches: make(chan []string)}
+		s := NewSocket(conn, noHeartbeat)
+		defer s.Close(1000, "")
+		srv := &fakeServer{t: t, conn: conn.fakeConn}
+		c := joinChannel(t, s, srv, nil)
+		for i := range 4 {
+			if err := c.Send(t.Context(), "e"+strconv.Itoa(i), nil); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait() // the first is alone: the writer blocks in its Write
+		}
+		if m := srv.recv(); m.Event != "e0" {
+			t.Fatalf("first frame %q, want e0", m.Event)
+		}
+		b := <-conn.batches
+		if len(b) != 3 {
+			t.Fatalf("batch of %d frames, want 3: %q", len(b), b)
+		}
+		for i, raw := range b {
+			m, err := DecodeText([]byte(raw))
+			if err != nil || m.Event != "e"+strconv.Itoa(i+1) {
+				t.Fatalf("frame %d of the batch: %s (%v)", i, raw, err)
+			}
+		}
+	})
+}
+
+// TestSocketInlineHandlers delivers in order on the reader goroutine: a handler that Sends
+// works, and nothing is delivered after Close.
+func TestSocketInlineHandlers(t *testing.T) {
+	var rec recorder
+	opts := noHeartbeat
+	opts.InlineHandlers = true
+	runSocket(t, opts, func(t *testing.T, s *Socket, srv *fakeServer) {
+		var c *Channel
+		c = joinChannel(t, s, srv, func(m Message) {
+			rec.handle(m)
+			if m.Event == "ping" {
+				if err := c.Send(context.Background(), "pong", nil); err != nil {
+					t.Errorf("Send from an inline handler: %v", err)
+				}
+			}
+		})
+		for i := range 3 {
+			srv.push("1", topic, "proxy_req", `{"n":`+strconv.Itoa(i)+`}`)
+		}
+		srv.push("1", topic, "ping", `{}`)
+		if m := srv.recv(); m.Event != "pong" {
+			t.Fatalf("got %q, want pong", m.Event)
+		}
+		assertEvents(t, rec.events(), []string{"proxy_req:1", "proxy_req:1", "proxy_req:1", "ping:1"})
+		if s.Close(1000, "") != nil {
+			t.Fatal("close failed")
+		}
+		if n := len(rec.events()); n != 4 {
+			t.Fatalf("%d events after Close, want 4", n)
+		}
+	})
+}
