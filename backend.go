@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"time"
 
 	"github.com/verastack/telephone/internal/metrics"
@@ -22,7 +23,7 @@ func (c *Client) buildHandler() http.Handler {
 	}
 	rt := c.conf().backend
 	if rt == nil {
-		rt = defaultBackendTransport()
+		rt = backendTransport(c.conf().maxConcurrent)
 	}
 	rt = &retryTransport{next: rt, max: c.conf().retries, backoff: c.conf().retryBackoff, g: c.guard, log: c.log}
 	rt = &breakerTransport{next: rt, g: c.guard, m: c.m}
@@ -42,6 +43,7 @@ func (c *Client) buildHandler() http.Handler {
 			}
 		},
 		Transport:    rt,
+		BufferPool:   copyBuffers,
 		ErrorHandler: c.backendError,
 		ErrorLog:     slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
@@ -51,6 +53,31 @@ func copyHeader(dst, src http.Header, name string) {
 	if v := src.Values(name); len(v) > 0 {
 		dst[http.CanonicalHeaderKey(name)] = append([]string(nil), v...)
 	}
+}
+
+// copyBuffers lends ReverseProxy its 32 KiB body copy buffers, instead of one new buffer
+// per request.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+// backendTransport is defaultBackendTransport keeping as many idle connections as requests
+// may run at once (maxConcurrent), so that a burst at the limit does not close and reopen
+// connections.
+func backendTransport(maxConcurrent int) *http.Transport {
+	t := defaultBackendTransport()
+	t.MaxIdleConns = max(t.MaxIdleConns, maxConcurrent)
+	t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, maxConcurrent)
+	return t
 }
 
 // defaultBackendTransport is http.DefaultTransport's settings with more idle connections per

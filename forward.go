@@ -20,12 +20,12 @@ import (
 
 // proxyReq is the proxy_req payload (docs/PROTOCOL.md §3.3).
 type proxyReq struct {
-	RequestID   string          `json:"request_id"`
-	Method      string          `json:"method"`
-	Path        string          `json:"path"`
-	Headers     json.RawMessage `json:"headers"`
-	Body        string          `json:"body"`
-	QueryString string          `json:"query_string"`
+	RequestID   string            `json:"request_id"`
+	Method      string            `json:"method"`
+	Path        string            `json:"path"`
+	Headers     map[string]string `json:"headers"` // null or absent: none
+	Body        string            `json:"body"`
+	QueryString string            `json:"query_string"`
 
 	header http.Header // validated headers, canonical names
 	host   string
@@ -42,18 +42,25 @@ var knownMethods = map[string]bool{
 
 // parseProxyReq decodes and validates a proxy_req. The returned request id is set whenever
 // the payload carried a well-formed one, so that a 400 can be answered.
+// The payload is decoded in one pass; only a payload that fails it is looked at again, to
+// say why.
 func parseProxyReq(payload json.RawMessage) (*proxyReq, error) {
 	var pr proxyReq
 	if err := json.Unmarshal(payload, &pr); err != nil {
-		var id struct {
-			RequestID string `json:"request_id"`
+		var loose struct {
+			RequestID   string          `json:"request_id"`
+			Method      string          `json:"method"`
+			Path        string          `json:"path"`
+			Headers     json.RawMessage `json:"headers"`
+			Body        string          `json:"body"`
+			QueryString string          `json:"query_string"`
 		}
-		_ = json.Unmarshal(payload, &id)
-		pr = proxyReq{RequestID: id.RequestID}
+		fieldsErr := json.Unmarshal(payload, &loose)
+		pr = proxyReq{RequestID: loose.RequestID}
 		if !validRequestID(pr.RequestID) {
 			pr.RequestID = ""
 		}
-		return &pr, &badRequest{"payload fields have the wrong types"}
+		return &pr, badFields(fieldsErr, loose.Headers)
 	}
 	if !validRequestID(pr.RequestID) {
 		pr.RequestID = ""
@@ -81,19 +88,22 @@ func (pr *proxyReq) validate() error {
 	return pr.parseHeaders()
 }
 
-func (pr *proxyReq) parseHeaders() error {
-	var raw map[string]any
-	if len(pr.Headers) > 0 && string(pr.Headers) != "null" {
-		if err := json.Unmarshal(pr.Headers, &raw); err != nil {
+// badFields says what is wrong with a payload that did not decode: fieldsErr is the error
+// of decoding it with headers left raw (nil: only the headers are wrong).
+func badFields(fieldsErr error, headers json.RawMessage) error {
+	if fieldsErr == nil {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(headers, &obj) != nil {
 			return &badRequest{"headers must be an object"}
 		}
+		return &badRequest{"header values must be strings"}
 	}
-	pr.header = make(http.Header, len(raw))
-	for name, v := range raw {
-		value, ok := v.(string)
-		if !ok {
-			return &badRequest{"header values must be strings"}
-		}
+	return &badRequest{"payload fields have the wrong types"}
+}
+
+func (pr *proxyReq) parseHeaders() error {
+	pr.header = make(http.Header, len(pr.Headers))
+	for name, value := range pr.Headers {
 		if !validHeaderName(name) {
 			return &badRequest{"invalid header name"}
 		}

@@ -5,6 +5,7 @@ package metrics
 import (
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,14 @@ type Metrics struct {
 	wsOverflows    prometheus.Counter
 	retries        prometheus.Counter
 	cookiesDropped prometheus.Counter
+
+	requestsBy sync.Map // requestKey → prometheus.Counter: children resolved once, not per request
+}
+
+// requestKey is the label pair of telephone_requests_total.
+type requestKey struct {
+	method string
+	status int
 }
 
 // New creates the metrics and registers them with reg; a nil reg returns nil (metrics off).
@@ -88,7 +97,12 @@ func (m *Metrics) Request(method string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(method, strconv.Itoa(status)).Inc()
+	k := requestKey{method, status}
+	c, ok := m.requestsBy.Load(k)
+	if !ok {
+		c, _ = m.requestsBy.LoadOrStore(k, m.requests.WithLabelValues(method, strconv.Itoa(status)))
+	}
+	c.(prometheus.Counter).Inc()
 	m.latency.Observe(d.Seconds())
 }
 

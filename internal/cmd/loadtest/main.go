@@ -60,7 +60,9 @@ func execute(ctx context.Context, cfg config, command string, stdout, stderr io.
 	if cfg.cpuProfile != "" {
 		f, err := os.Create(cfg.cpuProfile)
 		if err == nil {
-			err = pprof.StartCPUProfile(f)
+			if err = pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+			}
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "loadtest: --cpuprofile:", err)
