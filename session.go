@@ -58,6 +58,7 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 		PushTimeout:       c.conf().connectTimeout,
 		Logger:            c.log,
 		InlineHandlers:    true, // handle only Sends; one goroutine hop less per request
+		InlineWrites:      true, // a proxy_res is written by its worker when the socket is idle
 	})
 	c.m.SocketUp(true)
 	defer c.m.SocketUp(false)

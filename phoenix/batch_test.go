@@ -2,6 +2,7 @@ package phoenix
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"testing"
 	"testing/synctest"
@@ -88,5 +89,45 @@ func TestSocketInlineHandlers(t *testing.T) {
 		if n := len(rec.events()); n != 4 {
 			t.Fatalf("%d events after Close, want 4", n)
 		}
+	})
+}
+
+// TestSocketInlineWrites: a Send that finds the writer idle writes its frame itself (it
+// returns only once the Conn took it); Sends meanwhile are queued and follow in order; a
+// failed inline write stops the socket and fails that Send.
+func TestSocketInlineWrites(t *testing.T) {
+	opts := noHeartbeat
+	opts.InlineWrites = true
+	runSocket(t, opts, func(t *testing.T, s *Socket, srv *fakeServer) {
+		c := joinChannel(t, s, srv, nil)
+		first := make(chan error, 1)
+		go func() { first <- c.Send(t.Context(), "e0", nil) }()
+		synctest.Wait()
+		select {
+		case err := <-first:
+			t.Fatalf("inline Send returned before the frame was written: %v", err)
+		default:
+		}
+		for i := 1; i <= 2; i++ { // queued behind the inline write
+			if err := c.Send(t.Context(), "e"+strconv.Itoa(i), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 3 {
+			if m := srv.recv(); m.Event != "e"+strconv.Itoa(i) {
+				t.Fatalf("frame %d is %q", i, m.Event)
+			}
+		}
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		res := make(chan error, 1)
+		go func() { res <- c.Send(t.Context(), "doomed", nil) }()
+		synctest.Wait()
+		srv.conn.writeErr <- errors.New("broken pipe")
+		if err := <-res; !errors.Is(err, ErrClosed) {
+			t.Fatalf("Send with a failed inline write = %v, want ErrClosed", err)
+		}
+		<-s.Done()
 	})
 }

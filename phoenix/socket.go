@@ -54,6 +54,11 @@ type SocketOptions struct {
 	// must not wait for a reply (Push, Join and Leave would time out: their replies arrive
 	// on the same goroutine); Send is fine. Order is the same either way.
 	InlineHandlers bool
+	// InlineWrites lets Send, Push, Join and Leave write their frame themselves when the
+	// writer is idle and nothing is queued, sparing a goroutine hop; they may then wait
+	// for the network, up to WriteTimeout. Frames still go out in the order they were
+	// sent, and a frame sent while another is being written is queued as without it.
+	InlineWrites bool
 }
 
 func (o SocketOptions) withDefaults() SocketOptions {
@@ -93,11 +98,16 @@ type Socket struct {
 
 	ctx     context.Context // passed to conn.Read/Write; cancelled when the socket stops
 	cancel  context.CancelFunc
-	out     chan []byte    // encoded text frames for the writer
+	slots   chan struct{}  // one token per frame in queue: at most outQueueSize
+	wake    chan struct{}  // tells the writer that queue has frames (capacity 1)
 	closing chan struct{}  // closed when the socket starts stopping
 	done    chan struct{}  // closed when every goroutine has ended
 	refs    atomic.Uint64  // last ref handed out
 	wg      sync.WaitGroup // writer, heartbeat and delivery goroutines; joined by the reader
+
+	wmu     sync.Mutex // guards queue and writing
+	queue   [][]byte   // encoded text frames waiting for the writer, in order
+	writing bool       // a goroutine (the writer or an inline sender) is writing
 
 	mu       sync.Mutex // guards err, pending and channels
 	err      error
@@ -117,7 +127,8 @@ func NewSocket(conn Conn, opts SocketOptions) *Socket {
 		log:      opts.Logger,
 		ctx:      ctx,
 		cancel:   cancel,
-		out:      make(chan []byte, outQueueSize),
+		slots:    make(chan struct{}, outQueueSize),
+		wake:     make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 		pending:  make(map[string]chan replyResult),
@@ -279,8 +290,8 @@ func (s *Socket) handleReply(m Message) {
 	ch <- res
 }
 
-// writeLoop writes queued frames in order. Frames queued while it writes are written in
-// one batch (one write deadline; one flush with a BatchWriter Conn).
+// writeLoop writes queued frames in order: everything queued at once in one batch (one
+// write deadline; one flush with a BatchWriter Conn).
 func (s *Socket) writeLoop() {
 	defer s.wg.Done()
 	batch := make([][]byte, 0, outQueueSize)
@@ -288,24 +299,48 @@ func (s *Socket) writeLoop() {
 		select {
 		case <-s.closing:
 			return
-		case data := <-s.out:
-			batch = append(batch[:0], data)
+		case <-s.wake:
 		}
-	drain:
-		for len(batch) < cap(batch) {
-			select {
-			case data := <-s.out:
-				batch = append(batch, data)
-			default:
-				break drain
+		for {
+			s.wmu.Lock()
+			if s.writing || len(s.queue) == 0 {
+				s.wmu.Unlock()
+				break
+			}
+			batch = append(batch[:0], s.queue...)
+			clear(s.queue)
+			s.queue = s.queue[:0]
+			s.writing = true
+			s.wmu.Unlock()
+			for range batch {
+				<-s.slots
+			}
+			err := s.write(batch)
+			clear(batch) // drop the frames at once: a large proxy_res must not outlive its write
+			s.doneWriting()
+			if err != nil {
+				s.stop(fmt.Errorf("phoenix: write: %w", err), CloseInternalError, "write error")
+				return
 			}
 		}
-		err := s.write(batch)
-		clear(batch) // drop the frames at once: a large proxy_res must not outlive its write
-		if err != nil {
-			s.stop(fmt.Errorf("phoenix: write: %w", err), CloseInternalError, "write error")
-			return
-		}
+	}
+}
+
+// doneWriting ends a write and wakes the writer for frames queued meanwhile.
+func (s *Socket) doneWriting() {
+	s.wmu.Lock()
+	s.writing = false
+	pending := len(s.queue) > 0
+	s.wmu.Unlock()
+	if pending {
+		s.wakeWriter()
+	}
+}
+
+func (s *Socket) wakeWriter() {
+	select {
+	case s.wake <- struct{}{}:
+	default: // already woken
 	}
 }
 
@@ -330,16 +365,44 @@ func (s *Socket) write(frames [][]byte) error {
 	return nil
 }
 
-// enqueue hands an encoded frame to the writer, blocking while the queue is full.
+// enqueue hands an encoded frame to the writer, blocking while the queue is full; with
+// InlineWrites it writes the frame itself when nothing else is being written or queued.
 func (s *Socket) enqueue(ctx context.Context, data []byte) error {
 	select {
-	case s.out <- data:
-		return nil
+	case <-s.closing:
+		return closedErr(s.Err())
+	default:
+	}
+	if s.opts.InlineWrites {
+		s.wmu.Lock()
+		if !s.writing && len(s.queue) == 0 {
+			s.writing = true
+			s.wmu.Unlock()
+			err := s.write([][]byte{data})
+			s.doneWriting()
+			if err != nil {
+				s.stop(fmt.Errorf("phoenix: write: %w", err), CloseInternalError, "write error")
+				return closedErr(s.Err())
+			}
+			return nil
+		}
+		s.wmu.Unlock()
+	}
+	select {
+	case s.slots <- struct{}{}:
 	case <-s.closing:
 		return closedErr(s.Err())
 	case <-ctx.Done():
 		return waitErr(ctx)
 	}
+	s.wmu.Lock()
+	s.queue = append(s.queue, data)
+	idle := !s.writing
+	s.wmu.Unlock()
+	if idle {
+		s.wakeWriter()
+	}
+	return nil
 }
 
 func (s *Socket) register(ref string) (chan replyResult, error) {
