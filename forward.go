@@ -190,9 +190,21 @@ func (s *session) dispatch(payload json.RawMessage) {
 		}
 		return
 	}
+	// The body is in memory already; waiting here (on the socket's reader) keeps more
+	// frames from being read while the budget is exhausted.
+	bodyBytes := int64(len(pr.Body))
+	if res := c.guard.budget.acquire(s.ctx, bodyBytes); res != nil {
+		ticket.done()
+		c.release()
+		c.m.Rejected("memory")
+		log.Debug("request rejected", slog.String("reason", "memory"))
+		s.reply(pr.RequestID, res)
+		return
+	}
 	s.workers.Go(func() {
 		defer c.release()
 		defer ticket.done()
+		defer c.guard.budget.release(bodyBytes)
 		s.serveRequest(pr, ticket, log)
 	})
 }
@@ -220,6 +232,8 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 		return
 	}
 	w := newCollector(c.conf().maxResponseSize)
+	w.useBudget(ctx, c.guard.budget)
+	defer w.releaseBudget() // after the proxy_res went out: send runs before the defers
 	stop := context.AfterFunc(ctx, func() {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			w.abandon()

@@ -29,6 +29,7 @@ type guard struct {
 	log     *slog.Logger
 	m       *metrics.Metrics
 	limiter atomic.Pointer[rate.Limiter] // nil: no rate limit; Reload swaps it
+	budget  *budget                      // nil: no memory budget
 	sem     chan struct{}
 	breaker *gobreaker.CircuitBreaker[*http.Response]
 	maxIDs  int
@@ -56,6 +57,7 @@ func newGuard(cfg *config, log *slog.Logger, m *metrics.Metrics) *guard {
 		ids:    make(map[string]time.Time),
 	}
 	g.setRate(o)
+	g.budget = newBudget(o.memoryBudget, o.queueWait)
 	if o.breakerFailures > 0 {
 		g.breaker = gobreaker.NewCircuitBreaker[*http.Response](gobreaker.Settings{
 			Name:        "backend",

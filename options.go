@@ -30,7 +30,8 @@ const (
 	DefaultMaxRequestBody     = 8_000_000 // Plugboard's own request body limit
 	DefaultMaxConcurrent      = 1024
 	DefaultQueueWait          = time.Second
-	DefaultRateBurst          = 2000 // the CLI's RATE_BURST when RATE_LIMIT is set; no rate limit by default
+	DefaultMemoryBudget       = 256 << 20 // body bytes in flight (requests and responses being built)
+	DefaultRateBurst          = 2000      // the CLI's RATE_BURST when RATE_LIMIT is set; no rate limit by default
 	DefaultBreakerFailures    = 10
 	DefaultBreakerOpenFor     = 10 * time.Second
 	DefaultRetries            = 2
@@ -84,6 +85,7 @@ type options struct {
 	maxRequestBody  int64
 	maxConcurrent   int
 	queueWait       time.Duration
+	memoryBudget    int64 // < 0: none
 	rateLimit       float64
 	rateBurst       int
 	breakerFailures uint32
@@ -116,6 +118,7 @@ func defaultOptions() options {
 		maxRequestBody:     DefaultMaxRequestBody,
 		maxConcurrent:      DefaultMaxConcurrent,
 		queueWait:          DefaultQueueWait,
+		memoryBudget:       DefaultMemoryBudget,
 		rateLimit:          math.Inf(1), // no rate limit by default, as in the original sidecar
 		rateBurst:          DefaultRateBurst,
 		breakerFailures:    DefaultBreakerFailures,
@@ -397,6 +400,27 @@ func WithMaxConcurrentRequests(n int, wait time.Duration) Option {
 			return optErr("WithMaxConcurrentRequests", "wait must be between 0 and 1m, got %v", wait)
 		}
 		o.maxConcurrent, o.queueWait = n, wait
+		return nil
+	}
+}
+
+// WithMemoryBudget bounds the body bytes in flight at once (default 256 MiB): request bodies
+// count from the moment they are taken from the socket, responses while they are built and
+// sent (twice their size: the body and its proxy_res payload). A request that cannot get
+// its bytes waits up to the queue wait (WithMaxConcurrentRequests), then gets 503 with a
+// reason; a body larger than the whole budget gets 503 at once. While a request body waits,
+// the socket is not read, so Plugboard's frames queue there rather than in memory here.
+// A negative n removes the budget; 0 keeps the default.
+func WithMemoryBudget(n int64) Option {
+	return func(o *options) error {
+		switch {
+		case n == 0:
+			o.memoryBudget = DefaultMemoryBudget
+		case n > 0 && n < 1<<20:
+			return optErr("WithMemoryBudget", "budget must be at least 1 MiB, got %d bytes", n)
+		default:
+			o.memoryBudget = n
+		}
 		return nil
 	}
 }

@@ -1,6 +1,7 @@
 package telephone
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -32,6 +33,46 @@ type collector struct {
 	overflow  bool
 	abandoned bool
 	failed    *response
+
+	budget  *budget         // nil: none
+	ctx     context.Context // the request's, for waiting on the budget
+	charged int64           // bytes taken from budget
+	refused *response       // the budget's answer when it refused bytes
+}
+
+// useBudget makes the collector take its bytes from b (responseBudgetBytes per body byte)
+// as the body grows; releaseBudget gives them back once the response was sent.
+func (w *collector) useBudget(ctx context.Context, b *budget) {
+	w.mu.Lock()
+	w.budget, w.ctx = b, ctx
+	w.mu.Unlock()
+}
+
+func (w *collector) releaseBudget() {
+	w.mu.Lock()
+	w.budget.release(w.charged)
+	w.charged = 0
+	w.mu.Unlock()
+}
+
+// charge makes sure a body of total bytes is paid for; callers hold mu.
+func (w *collector) charge(total int64) error {
+	switch {
+	case w.refused != nil:
+		return errBudget
+	case w.budget == nil:
+		return nil
+	}
+	need := responseBudgetBytes*total - w.charged
+	if need <= 0 {
+		return nil
+	}
+	if res := w.budget.acquire(w.ctx, need); res != nil {
+		w.refused = res
+		return errBudget
+	}
+	w.charged += need
+	return nil
 }
 
 func newCollector(limit int64) *collector {
@@ -65,13 +106,16 @@ func (w *collector) Write(p []byte) (int, error) {
 		w.overflow = true
 		return 0, errResponseTooLarge
 	}
+	if err := w.charge(int64(w.body.Len() + len(p))); err != nil {
+		return 0, err
+	}
 	return w.body.Write(p)
 }
 
 // presize reserves the declared Content-Length (within the limit) before the first write,
 // so a large body is not copied again and again while the buffer grows.
 func (w *collector) presize() {
-	if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n > 0 && n <= w.limit {
+	if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n > 0 && n <= w.limit && w.charge(n) == nil {
 		w.body.Grow(int(n))
 	}
 }
@@ -106,6 +150,9 @@ func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metri
 	switch {
 	case w.overflow:
 		return errorResponse(http.StatusBadGateway, "Bad Gateway: the backend response is larger than the telephone's limit")
+	case w.refused != nil:
+		m.Rejected("memory")
+		return w.refused
 	case w.failed != nil:
 		return w.failed
 	}

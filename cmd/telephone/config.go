@@ -56,6 +56,7 @@ type Config struct {
 	ChunkSize       int
 	MaxRequestBody  int64
 	MaxConcurrent   int
+	MemoryBudget    int64 // bytes; 0: none
 	QueueWait       time.Duration
 	RateLimit       float64 // +Inf when off
 	RateBurst       int
@@ -295,6 +296,14 @@ func (c *Config) opsAddr() string {
 	return ""
 }
 
+// memoryBudget is MEMORY_BUDGET as WithMemoryBudget takes it (negative: none).
+func (c *Config) memoryBudget() int64 {
+	if c.MemoryBudget == 0 {
+		return -1
+	}
+	return c.MemoryBudget
+}
+
 // options returns the Client options for this configuration. store and reg may be nil.
 func (c *Config) options(log *slog.Logger, store telephone.TokenStore, reg prometheus.Registerer) []telephone.Option {
 	opts := []telephone.Option{
@@ -305,6 +314,7 @@ func (c *Config) options(log *slog.Logger, store telephone.TokenStore, reg prome
 		telephone.WithReconnectBackoff(c.InitialBackoff, c.MaxBackoff),
 		telephone.WithChunkSize(c.ChunkSize),
 		telephone.WithMaxConcurrentRequests(c.MaxConcurrent, c.QueueWait),
+		telephone.WithMemoryBudget(c.memoryBudget()),
 		telephone.WithCircuitBreaker(uint32(c.BreakerFailures), c.BreakerOpen),
 		telephone.WithRetries(c.Retries, telephone.DefaultRetryBackoff),
 		telephone.WithUTF8Policy(c.UTF8Policy),

@@ -69,7 +69,7 @@ func TestConfigDefaults(t *testing.T) {
 		MonitorInterval: telephone.DefaultPhoenixHeartbeat, InitialBackoff: telephone.DefaultBackoffInitial,
 		MaxBackoff: telephone.DefaultBackoffMax, MaxRetries: -1,
 		MaxResponseSize: telephone.DefaultMaxResponseSize, ChunkSize: telephone.DefaultChunkSize,
-		MaxRequestBody: telephone.DefaultMaxRequestBody, MaxConcurrent: telephone.DefaultMaxConcurrent,
+		MaxRequestBody: telephone.DefaultMaxRequestBody, MaxConcurrent: telephone.DefaultMaxConcurrent, MemoryBudget: telephone.DefaultMemoryBudget,
 		QueueWait: telephone.DefaultQueueWait, RateLimit: math.Inf(1), RateBurst: telephone.DefaultRateBurst,
 		BreakerFailures: telephone.DefaultBreakerFailures, BreakerOpen: telephone.DefaultBreakerOpenFor, Retries: telephone.DefaultRetries,
 		UTF8Policy: telephone.UTF8Reject, ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "auto",

@@ -76,6 +76,7 @@ type runner struct {
 	client *telephone.Client
 	store  *tokenstore.SQLite // nil when tokens are kept in memory
 	ops    *opsServer         // nil when off
+	trim   *trimmer           // returns free memory to the OS after bursts
 }
 
 // startRunner opens the token store, builds the Client and starts the operations server. On
@@ -102,6 +103,9 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 		return nil, exitConfig
 	}
 	r.client = client
+	limit := setSoftMemoryLimit(cfg.MemoryBudget, os.Getenv("GOMEMLIMIT"))
+	r.trim = startTrimmer(log, trimEvery)
+	log.Debug("memory", slog.Int64("budget", cfg.MemoryBudget), slog.Int64("soft_limit", limit))
 	if addr := cfg.opsAddr(); addr != "" {
 		srv, err := startOps(addr, newOps(client.Status, reg, readBuildInfo(), time.Now()).handler(), log)
 		if err != nil {
@@ -205,6 +209,9 @@ func (r *runner) exitFor(err error) int {
 
 // finish stops the operations server and closes the token store, then returns code.
 func (r *runner) finish(code int) int {
+	if r.trim != nil {
+		r.trim.stop()
+	}
 	if r.ops != nil {
 		r.ops.stop()
 	}

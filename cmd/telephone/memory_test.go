@@ -1,0 +1,48 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"math"
+	"runtime"
+	"runtime/debug"
+	"testing"
+)
+
+// These tests change the process's soft memory limit; they restore it and do not run in
+// parallel with each other.
+
+func TestSetSoftMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	if got := setSoftMemoryLimit(256<<20, ""); got != 256<<20+softLimitHeadroom || debug.SetMemoryLimit(-1) != got {
+		t.Fatalf("limit %d, want the budget + headroom", got)
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+	if got := setSoftMemoryLimit(256<<20, "1GiB"); got != math.MaxInt64 {
+		t.Fatalf("a user GOMEMLIMIT was overridden: %d", got)
+	}
+	if got := setSoftMemoryLimit(0, ""); got != math.MaxInt64 {
+		t.Fatalf("no budget set a limit: %d", got)
+	}
+}
+
+var sink []byte
+
+func TestTrimmerReturnsFreeHeap(t *testing.T) {
+	tr := startTrimmer(slog.New(slog.NewTextHandler(io.Discard, nil)), trimEvery)
+	defer tr.stop()
+	sink = make([]byte, 64<<20)
+	sink[0] = 1
+	sink = nil
+	runtime.GC()
+	if !tr.trim() {
+		t.Fatalf("free heap %d bytes after dropping 64 MiB, not trimmed", freeHeap())
+	}
+	if free := freeHeap(); free >= trimAbove {
+		t.Fatalf("free heap %d bytes after trimming", free)
+	}
+	if tr.trim() {
+		t.Fatal("trimmed again with nothing free")
+	}
+}
