@@ -18,6 +18,7 @@ const (
 	scnSlow     = "slow"
 	scnLarge    = "large" // expanded to one scenario per size: large-10MiB, large-50MiB
 	scnBinary   = "binary"
+	scnBudget   = "budget"
 	scnBackend  = "backend-restart"
 	scnSockCut  = "socket-cut"
 	scnHerd     = "herd"
@@ -33,7 +34,7 @@ const (
 )
 
 // allScenarios is what "all" means, in run order.
-var allScenarios = []string{scnSteady, scnSlow, scnLarge, scnBinary, scnBackend, scnSockCut, scnHerd}
+var allScenarios = []string{scnSteady, scnSlow, scnLarge, scnBudget, scnBinary, scnBackend, scnSockCut, scnHerd}
 
 // minHerd is the smallest herd whose reconnect spread says something: with full jitter, the
 // chance that n reconnects all fall within a quarter of INITIAL_BACKOFF is about n·(1/4)^(n-1),
@@ -60,6 +61,12 @@ type config struct {
 	largeConcurrency int
 	largeRequests    int64
 	memFactor        float64
+	slowRSS          int64         // slow: peak RSS bound of a telephone binary, bytes
+	budgetCount      int           // budget: concurrent large responses
+	budgetSize       int64         // budget: size of each
+	budgetRSS        int64         // budget: peak RSS bound of a telephone binary (MEMORY_BUDGET + 64 MiB)
+	idleWait         time.Duration // budget: idle time before the RSS must have come back
+	idleRSS          int64         // budget: RSS bound after idleWait
 	binaryRequests   int64
 	chaosConcurrency int
 	warmup           time.Duration
@@ -103,6 +110,12 @@ func defaultConfig() config {
 		largeConcurrency: 2,
 		largeRequests:    8,
 		memFactor:        8,
+		slowRSS:          40 << 20,
+		budgetCount:      64,
+		budgetSize:       8 << 20,
+		budgetRSS:        (256 + 64) << 20,
+		idleWait:         15 * time.Second,
+		idleRSS:          40 << 20,
 		binaryRequests:   500,
 		chaosConcurrency: 16,
 		chaosRate:        400,
@@ -142,6 +155,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.largeConcurrency, "large-concurrency", c.largeConcurrency, "concurrent large requests")
 	fs.Int64Var(&c.largeRequests, "large-requests", c.largeRequests, "large requests per size")
 	fs.Float64Var(&c.memFactor, "mem-factor", c.memFactor, "large: peak RSS growth must stay below mem-factor × size × concurrency")
+	fs.Int64Var(&c.slowRSS, "slow-rss", c.slowRSS, "slow: a telephone binary's peak RSS must stay at or below this many bytes")
+	fs.IntVar(&c.budgetCount, "budget-count", c.budgetCount, "budget: concurrent large responses")
+	fs.Int64Var(&c.budgetSize, "budget-size", c.budgetSize, "budget: bytes of each response")
+	fs.Int64Var(&c.budgetRSS, "budget-rss", c.budgetRSS, "budget: a telephone binary's peak RSS must stay at or below this many bytes (default MEMORY_BUDGET + 64 MiB)")
+	fs.DurationVar(&c.idleWait, "idle-wait", c.idleWait, "budget: idle time after the load before the RSS is measured again")
+	fs.Int64Var(&c.idleRSS, "idle-rss", c.idleRSS, "budget: a telephone binary's RSS after --idle-wait must be at or below this many bytes")
 	fs.Int64Var(&c.binaryRequests, "binary-requests", c.binaryRequests, "requests of the binary-body scenario")
 	fs.IntVar(&c.chaosConcurrency, "chaos-concurrency", c.chaosConcurrency, "concurrent callers during backend-restart and socket-cut")
 	fs.DurationVar(&c.chaosDelay, "chaos-delay", c.chaosDelay, "backend delay of each request during backend-restart and socket-cut (requests in flight meet the fault)")
@@ -235,6 +254,9 @@ func (c *config) validate() error {
 		{c.largeConcurrency >= 1 && c.largeConcurrency <= 64, "--large-concurrency must be between 1 and 64"},
 		{c.largeRequests >= 1, "--large-requests must be positive"},
 		{c.memFactor > 0, "--mem-factor must be positive"},
+		{c.slowRSS > 0 && c.budgetRSS > 0 && c.idleRSS > 0, "--slow-rss, --budget-rss and --idle-rss must be positive"},
+		{c.budgetCount >= 1 && c.budgetCount <= 1000 && c.budgetSize >= 1 && c.budgetSize <= maxLargeSize, "--budget-count must be between 1 and 1000, --budget-size between 1 and 1 GiB"},
+		{c.idleWait >= 0 && c.idleWait <= 10*time.Minute, "--idle-wait must be between 0 and 10m"},
 		{c.binaryRequests >= 1, "--binary-requests must be positive"},
 		{c.chaosConcurrency >= 1 && c.chaosConcurrency <= 10_000, "--chaos-concurrency must be between 1 and 10000"},
 		{c.chaosDelay >= 0 && c.chaosDelay <= time.Minute, "--chaos-delay must be between 0 and 1m"},

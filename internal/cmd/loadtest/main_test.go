@@ -128,6 +128,10 @@ func shortConfig() config {
 	c.largeRequests = 4
 	c.memFactor = 1000 // the race detector multiplies memory; the bound is checked in real runs
 	c.binaryRequests = 40
+	c.budgetCount = 8
+	c.budgetSize = 256 << 10
+	c.idleWait = 100 * time.Millisecond
+	c.slowRSS, c.budgetRSS, c.idleRSS = 1<<30, 1<<30, 1<<30 // as memFactor: real runs check the bounds
 	c.chaosConcurrency = 4
 	c.chaosRate = 200
 	c.warmup = 300 * time.Millisecond
@@ -169,20 +173,23 @@ func TestChaosShort(t *testing.T) {
 	cfg := shortConfig()
 	cfg.targets = []targetSpec{{label: inProcLabel}}
 	code, rep := runJSON(t, cfg)
-	want := []string{scnSteady, scnSlow, "large-1MiB", scnBinary, scnBackend, scnSockCut, scnHerd, scnSoak}
-	checkReport(t, code, rep, want, 2*len(want)-4) // direct rows for steady, slow, large, binary
+	want := []string{scnSteady, scnSlow, "large-1MiB", scnBudget, scnBinary, scnBackend, scnSockCut, scnHerd, scnSoak}
+	checkReport(t, code, rep, want, 2*len(want)-4) // direct rows for steady, slow, large, budget, binary
 
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg = shortConfig()
-	cfg.scenarios = []string{scnSteady, scnSockCut} // herd: 50 in-process telephones above
+	cfg.scenarios = []string{scnSteady, scnBudget, scnSockCut} // herd: 50 in-process telephones above
 	cfg.direct = false
 	cfg.targets = []targetSpec{{label: "fake", path: exe, args: []string{fakeTelephoneArg}}}
 	code, rep = runJSON(t, cfg)
-	checkReport(t, code, rep, cfg.scenarios, 2)
+	checkReport(t, code, rep, cfg.scenarios, 3)
 	for _, r := range rep.Results {
+		if r.Scenario == scnBudget && (r.IdleRSS == 0 || !slices.ContainsFunc(r.Checks, func(c check) bool { return strings.HasPrefix(c.Name, "memory returned") })) {
+			t.Errorf("budget: idle RSS not judged: %+v", r)
+		}
 		if r.Scenario == scnSteady && (r.PeakRSS == 0 || r.CPUSeconds == 0 || !strings.Contains(r.MeasureScope, "child")) {
 			t.Errorf("child CPU/RSS not measured: %+v", r)
 		}

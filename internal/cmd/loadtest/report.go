@@ -35,6 +35,7 @@ type result struct {
 	PeakRSS         int64            `json:"peak_rss_bytes,omitempty"`
 	RSSGrowth       int64            `json:"rss_growth_bytes,omitempty"`
 	PeakHeap        int64            `json:"peak_heap_bytes,omitempty"`
+	IdleRSS         int64            `json:"idle_rss_bytes,omitempty"` // RSS after the scenario's idle wait
 	MeasureScope    string           `json:"measure_scope,omitempty"`
 	RPSRatio        float64          `json:"rps_ratio_vs_direct,omitempty"`
 	P50Ratio        float64          `json:"p50_ratio_vs_direct,omitempty"`

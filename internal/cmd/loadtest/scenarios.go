@@ -51,6 +51,8 @@ func (r *runner) scenario(ctx context.Context, name string) []*result {
 		return out
 	case scnBinary:
 		return r.loadScenario(ctx, r.binaryPlan())
+	case scnBudget:
+		return r.loadScenario(ctx, r.budgetPlan())
 	case scnSoak:
 		return r.perTarget(ctx, r.soak)
 	case scnBackend:
@@ -185,6 +187,7 @@ type loadPlan struct {
 	judge    func(*result, *loadResult, targetSpec)
 	n        int // telephones (paths); requests go to the first
 	noDirect bool
+	idle     time.Duration // > 0: after the load, wait this long idle and check the RSS came back
 }
 
 func (r *runner) loadScenario(ctx context.Context, p loadPlan) []*result {
@@ -245,6 +248,12 @@ func (r *runner) targetRun(ctx context.Context, p loadPlan, ts targetSpec) *resu
 	judgeStatuses(res, lr, p.tunnel, p.alsoOK...)
 	if p.judge != nil {
 		p.judge(res, lr, ts)
+	}
+	if p.idle > 0 && sleepCtx(ctx, p.idle) == nil {
+		if u, err := s.tgt.Usage(); err == nil {
+			res.IdleRSS = u.RSS
+			binaryBound(res, ts, "memory returned after "+p.idle.String()+" idle", u.RSS, r.cfg.idleRSS)
+		}
 	}
 	stopped(res, s.close())
 	return res
@@ -320,9 +329,10 @@ func (r *runner) slowPlan() loadPlan {
 			e.RequestTimeout = max(e.RequestTimeout, r.cfg.slowDelay+30*time.Second)
 			e.MaxConcurrent = n
 		},
-		judge: func(res *result, lr *loadResult, _ targetSpec) {
+		judge: func(res *result, lr *loadResult, ts targetSpec) {
 			over := lr.latency.Quantile(0.5) - r.cfg.slowDelay
 			res.note("%d requests at once, backend delay %v: median overhead %v, max latency %v", n, r.cfg.slowDelay, over.Round(time.Millisecond), lr.latency.Max().Round(time.Millisecond))
+			binaryBound(res, ts, "memory bound", res.PeakRSS, r.cfg.slowRSS)
 		},
 	}
 }
@@ -348,6 +358,40 @@ func (r *runner) largePlan(size int64) loadPlan {
 				fmtBytes(res.RSSGrowth), float64(res.RSSGrowth)/inFlight, r.cfg.memFactor, sizeName(size), conc, fmtBytes(bound))
 		},
 	}
+}
+
+// budgetPlan sends budgetCount large responses at once: a telephone with a memory budget
+// answers some with 503 instead of holding them all, and gives the memory back afterwards.
+func (r *runner) budgetPlan() loadPlan {
+	size := r.cfg.budgetSize
+	return loadPlan{
+		name: scnBudget, path: pathLarge + "?size=" + strconv.FormatInt(size, 10),
+		tunnel: http.StatusOK, alsoOK: []int{http.StatusServiceUnavailable}, direct: http.StatusOK,
+		spec: loadSpec{
+			concurrency: r.cfg.budgetCount, maxRequests: int64(r.cfg.budgetCount), timeout: 5 * time.Minute,
+			expect: func(status int, n int64) bool { return status != http.StatusOK || n == size },
+		},
+		env: func(e *targetEnv) {
+			e.MaxResponseSize = max(e.MaxResponseSize, size+int64(e.ChunkSize))
+			e.RequestTimeout = max(e.RequestTimeout, 2*time.Minute)
+		},
+		judge: func(res *result, lr *loadResult, ts targetSpec) {
+			res.note("%d × %s at once: %d answered 200, %d answered 503", r.cfg.budgetCount, sizeName(size),
+				lr.statuses[http.StatusOK], lr.statuses[http.StatusServiceUnavailable])
+			binaryBound(res, ts, "memory bound", res.PeakRSS, r.cfg.budgetRSS)
+		},
+		idle: r.cfg.idleWait,
+	}
+}
+
+// binaryBound checks that a telephone binary's memory figure stays within bound; the
+// in-process row measures the whole harness, so it only gets a note.
+func binaryBound(res *result, ts targetSpec, name string, got, bound int64) {
+	if ts.path == "" {
+		res.note("%s not judged in-process (the figure includes load generator, devserver and backend)", name)
+		return
+	}
+	res.check(name, got > 0 && got <= bound, "%s <= %s", fmtBytes(got), fmtBytes(bound))
 }
 
 func (r *runner) binaryPlan() loadPlan {
