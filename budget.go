@@ -17,7 +17,7 @@ var errBudget = errors.New("telephone: memory budget exhausted")
 const (
 	budgetBusyReason    = "Service Unavailable: the telephone's memory budget is exhausted; try again"
 	budgetTooBigReason  = "Service Unavailable: the request body is larger than the telephone's memory budget"
-	responseBudgetBytes = 2 // a response is held twice while in flight: its body and its proxy_res payload
+	responseBudgetBytes = 2 // a response is held twice while in flight: its body and its proxy_res frame
 )
 
 // budget bounds the body bytes in flight (request bodies and responses being built), so

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/verastack/telephone/phoenix"
 )
 
 // proxyReq is the proxy_req payload (docs/PROTOCOL.md §3.3).
@@ -248,14 +246,15 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 // already answered the caller with 502.
 func (s *session) reply(id string, res *response) {
 	c := s.c
-	payload, err := res.encode(id, c.conf().chunkSize)
+	size, appendTo, err := res.encoder(id, c.conf().chunkSize)
 	if err != nil {
 		c.log.Error("could not encode proxy_res", slog.String("request_id", id), slog.Any("error", err))
-		payload, _ = errorResponse(http.StatusBadGateway, "Bad Gateway: response could not be encoded").encode(id, c.conf().chunkSize)
+		size, appendTo, _ = errorResponse(http.StatusBadGateway, "Bad Gateway: response could not be encoded").encoder(id, c.conf().chunkSize)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), c.conf().connectTimeout)
 	defer cancel()
-	if err := s.ch.Send(ctx, "proxy_res", phoenix.ValidJSON(payload)); err != nil {
+	// The payload is escaped straight into the frame: one copy of the body, not two.
+	if err := s.ch.SendAppend(ctx, "proxy_res", size, appendTo); err != nil {
 		c.log.Warn("proxy_res not sent", slog.String("request_id", id), slog.Any("error", err))
 	}
 }

@@ -210,11 +210,25 @@ func (r *response) wireHeaders() map[string]string {
 // buffer (the body is escaped straight into it), so a large body is copied once, not through
 // encoding/json's intermediate buffers.
 func (r *response) encode(requestID string, chunkSize int) ([]byte, error) {
-	headers, err := json.Marshal(r.wireHeaders())
+	size, appendTo, err := r.encoder(requestID, chunkSize)
 	if err != nil {
 		return nil, err
 	}
-	dst := make([]byte, 0, len(r.body)+len(r.body)/8+len(headers)+128)
+	return appendTo(make([]byte, 0, size)), nil
+}
+
+// encoder returns the expected size of the proxy_res payload and a function appending it to
+// a buffer (the frame, with phoenix.Channel.SendAppend: the body is escaped once, into it).
+func (r *response) encoder(requestID string, chunkSize int) (int, func([]byte) []byte, error) {
+	headers, err := json.Marshal(r.wireHeaders())
+	if err != nil {
+		return 0, nil, err
+	}
+	size := len(r.body) + len(r.body)/8 + len(headers) + 128
+	return size, func(dst []byte) []byte { return r.appendPayload(dst, requestID, headers, chunkSize) }, nil
+}
+
+func (r *response) appendPayload(dst []byte, requestID string, headers []byte, chunkSize int) []byte {
 	dst = append(dst, `{"request_id":`...)
 	dst = jsonstr.Append(dst, requestID, false)
 	dst = append(dst, `,"status":`...)
@@ -224,7 +238,7 @@ func (r *response) encode(requestID string, chunkSize int) ([]byte, error) {
 	if len(r.body) <= chunkSize {
 		dst = append(dst, `,"body":`...)
 		dst = jsonstr.Append(dst, r.body, false)
-		return append(dst, '}'), nil
+		return append(dst, '}')
 	}
 	dst = append(dst, `,"body":"","chunked":true,"chunks":[`...)
 	for i, chunk := range splitUTF8(r.body, chunkSize) {
@@ -233,7 +247,7 @@ func (r *response) encode(requestID string, chunkSize int) ([]byte, error) {
 		}
 		dst = jsonstr.Append(dst, chunk, false)
 	}
-	return append(dst, "]}"...), nil
+	return append(dst, "]}"...)
 }
 
 // splitUTF8 cuts s into chunks of at most size bytes (size >= 4) without splitting a

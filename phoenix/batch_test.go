@@ -131,3 +131,23 @@ func TestSocketInlineWrites(t *testing.T) {
 		<-s.Done()
 	})
 }
+
+// TestChannelSendAppend builds the payload straight into the frame; an empty payload is {};
+// a channel that is not joined refuses.
+func TestChannelSendAppend(t *testing.T) {
+	runSocket(t, noHeartbeat, func(t *testing.T, s *Socket, srv *fakeServer) {
+		idle := s.Channel("other:topic", nil)
+		if err := idle.SendAppend(t.Context(), "e", 0, func(dst []byte) []byte { return dst }); !errors.Is(err, ErrChannelClosed) {
+			t.Fatalf("SendAppend before joining = %v", err)
+		}
+		c := joinChannel(t, s, srv, nil)
+		if err := c.SendAppend(t.Context(), "proxy_res", 16, func(dst []byte) []byte { return append(dst, `{"a":"b"}`...) }); err != nil {
+			t.Fatal(err)
+		}
+		srv.expect(`["1","2","` + topic + `","proxy_res",{"a":"b"}]`)
+		if err := c.SendAppend(t.Context(), "e", -1, func(dst []byte) []byte { return dst }); err != nil {
+			t.Fatal(err)
+		}
+		srv.expect(`["1","3","` + topic + `","e",{}]`)
+	})
+}

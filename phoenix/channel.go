@@ -123,18 +123,45 @@ func (c *Channel) Leave(ctx context.Context) error {
 
 // prepare checks the channel can send and encodes a message with a fresh ref.
 func (c *Channel) prepare(event string, payload any) (string, []byte, error) {
+	joinRef, err := c.sendable()
+	if err != nil {
+		return "", nil, err
+	}
+	ref := c.s.nextRef()
+	data, err := c.encode(joinRef, ref, event, payload)
+	return ref, data, err
+}
+
+// sendable returns the join_ref to send with, or why the channel cannot send.
+func (c *Channel) sendable() (string, error) {
 	if err := c.s.Err(); err != nil {
-		return "", nil, closedErr(err)
+		return "", closedErr(err)
 	}
 	c.mu.Lock()
 	joined, joinRef := c.joined, c.joinRef
 	c.mu.Unlock()
 	if !joined {
-		return "", nil, fmt.Errorf("%w: %s", ErrChannelClosed, c.topic)
+		return "", fmt.Errorf("%w: %s", ErrChannelClosed, c.topic)
 	}
-	ref := c.s.nextRef()
-	data, err := c.encode(joinRef, ref, event, payload)
-	return ref, data, err
+	return joinRef, nil
+}
+
+// SendAppend is Send for a payload that appendPayload appends straight into the frame, so
+// that a large payload is built once instead of built and then copied into a frame.
+// What it appends must be valid JSON; like ValidJSON it is not checked (nothing appended
+// sends {}). sizeHint is the payload's expected size, to allocate the frame once.
+func (c *Channel) SendAppend(ctx context.Context, event string, sizeHint int, appendPayload func(dst []byte) []byte) error {
+	joinRef, err := c.sendable()
+	if err != nil {
+		return err
+	}
+	m := Message{JoinRef: joinRef, Ref: c.s.nextRef(), Topic: c.topic, Event: event}
+	dst := appendEnvelope(make([]byte, 0, max(sizeHint, 0)+len(c.topic)+len(event)+48), m)
+	n := len(dst)
+	if dst = appendPayload(dst); len(dst) == n {
+		dst = append(dst, emptyObject...)
+	}
+	return c.s.enqueue(ctx, append(dst, ']'))
 }
 
 func (c *Channel) encode(joinRef, ref, event string, payload any) ([]byte, error) {

@@ -85,6 +85,13 @@ func appendTextTrusted(dst []byte, m Message) []byte {
 	if len(payload) == 0 {
 		payload = emptyObject
 	}
+	dst = appendEnvelope(dst, m)
+	dst = append(dst, payload...)
+	return append(dst, ']')
+}
+
+// appendEnvelope appends a text frame up to its payload: [join_ref,ref,topic,event,
+func appendEnvelope(dst []byte, m Message) []byte {
 	dst = append(dst, '[')
 	dst = appendNullable(dst, m.JoinRef)
 	dst = append(dst, ',')
@@ -93,9 +100,7 @@ func appendTextTrusted(dst []byte, m Message) []byte {
 	dst = appendString(dst, m.Topic)
 	dst = append(dst, ',')
 	dst = appendString(dst, m.Event)
-	dst = append(dst, ',')
-	dst = append(dst, payload...)
-	return append(dst, ']')
+	return append(dst, ',')
 }
 
 func appendNullable(dst []byte, s string) []byte {

@@ -18,8 +18,9 @@ const (
 	softLimitHeadroom = 64 << 20
 	// trimEvery is how often the trimmer looks at idle heap memory.
 	trimEvery = 10 * time.Second
-	// trimAbove is how much free (unused, not yet returned) heap memory makes it return it.
-	trimAbove = 16 << 20
+	// trimAbove is how much heap the runtime may hold (objects, live or not yet collected,
+	// plus free memory not yet returned) before the trimmer collects and returns it.
+	trimAbove = 32 << 20
 )
 
 // setSoftMemoryLimit sets the runtime's soft memory limit to the budget plus headroom unless
@@ -33,8 +34,9 @@ func setSoftMemoryLimit(budget int64, userLimit string) int64 {
 	return budget + softLimitHeadroom
 }
 
-// trimmer returns free heap memory to the OS once it exceeds trimAbove; between bursts that
-// brings the RSS back near its resting size instead of the burst's peak.
+// trimmer collects and returns heap memory to the OS when the heap held exceeds trimAbove:
+// after a burst of large bodies nothing else may allocate enough to trigger a collection,
+// so the dead bodies would stay resident. Under steady small load the heap stays below.
 type trimmer struct {
 	log    *slog.Logger
 	cancel context.CancelFunc
@@ -59,24 +61,29 @@ func startTrimmer(log *slog.Logger, every time.Duration) *trimmer {
 	return t
 }
 
-// freeHeap is heap memory the runtime holds but does not use.
-func freeHeap() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+// heapHeld is the heap memory the runtime holds: objects (live, or dead and not yet
+// collected) and free memory not returned to the OS.
+func heapHeld() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
 	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+	var n uint64
+	for _, v := range s {
+		if v.Value.Kind() == metrics.KindUint64 {
+			n += v.Value.Uint64()
+		}
 	}
-	return s[0].Value.Uint64()
+	return n
 }
 
-// trim returns free heap memory when there is enough of it; it reports whether it did.
+// trim collects and returns heap memory when the runtime holds more than trimAbove; it
+// reports whether it did.
 func (t *trimmer) trim() bool {
-	free := freeHeap()
-	if free < trimAbove {
+	held := heapHeld()
+	if held < trimAbove {
 		return false
 	}
 	debug.FreeOSMemory()
-	t.log.Debug("returned free memory to the OS", slog.Uint64("bytes", free))
+	t.log.Debug("returned heap memory to the OS", slog.Uint64("held_before", held), slog.Uint64("held_after", heapHeld()))
 	return true
 }
 
