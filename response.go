@@ -34,14 +34,15 @@ type collector struct {
 	abandoned bool
 	failed    *response
 
-	budget  *budget         // nil: none
-	ctx     context.Context // the request's, for waiting on the budget
-	charged int64           // bytes taken from budget
-	refused *response       // the budget's answer when it refused bytes
+	budget   *budget         // nil: none
+	ctx      context.Context // the request's, for waiting on the budget
+	charged  int64           // bytes taken from budget
+	refused  *response       // the budget's answer when it refused bytes
+	presized bool            // the buffer was reserved for a declared length
 }
 
-// useBudget makes the collector take its bytes from b (responseBudgetBytes per body byte)
-// as the body grows; releaseBudget gives them back once the response was sent.
+// useBudget makes the collector take its bytes from b (presizedBudgetBytes per body byte
+// when the length was declared, growingBudgetBytes otherwise) as the body grows; releaseBudget gives them back once the response was sent.
 func (w *collector) useBudget(ctx context.Context, b *budget) {
 	w.mu.Lock()
 	w.budget, w.ctx = b, ctx
@@ -63,7 +64,11 @@ func (w *collector) charge(total int64) error {
 	case w.budget == nil:
 		return nil
 	}
-	need := responseBudgetBytes*total - w.charged
+	factor := int64(growingBudgetBytes)
+	if w.presized {
+		factor = presizedBudgetBytes
+	}
+	need := factor*total - w.charged
 	if need <= 0 {
 		return nil
 	}
@@ -115,8 +120,11 @@ func (w *collector) Write(p []byte) (int, error) {
 // presize reserves the declared Content-Length (within the limit) before the first write,
 // so a large body is not copied again and again while the buffer grows.
 func (w *collector) presize() {
-	if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n > 0 && n <= w.limit && w.charge(n) == nil {
-		w.body.Grow(int(n))
+	if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n > 0 && n <= w.limit {
+		w.presized = true
+		if w.charge(n) == nil {
+			w.body.Grow(int(n))
+		}
 	}
 }
 
