@@ -123,3 +123,51 @@ func BenchmarkForwardProtection(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLoopbackRoundTrip is the floor of forwarding to a TCP backend: one 1 KiB POST and
+// its answer over a kept-alive loopback connection with the backend transport, no telephone.
+func BenchmarkLoopbackRoundTrip(b *testing.B) {
+	backend := httptest.NewServer(echo)
+	defer backend.Close()
+	client := &http.Client{Transport: backendTransport(DefaultMaxConcurrent)}
+	body := strings.Repeat("a", 1<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := client.Post(backend.URL+"/api/echo", "text/plain", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, res.Body); err != nil {
+			b.Fatal(err)
+		}
+		res.Body.Close()
+	}
+}
+
+// BenchmarkParseProxyReq1KiB is the floor of taking a request: decoding and validating the
+// proxy_req payload (the frame itself: phoenix's BenchmarkDecodeProxyReq1KiB).
+func BenchmarkParseProxyReq1KiB(b *testing.B) {
+	m, err := phoenix.DecodeText(proxyReqFrame(b, 1<<10))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseProxyReq(m.Payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEncodeProxyRes1KiB is the floor of answering: the proxy_res payload of a 1 KiB
+// response with a few headers.
+func BenchmarkEncodeProxyRes1KiB(b *testing.B) {
+	res := &response{status: 200, body: strings.Repeat("a", 1<<10),
+		header: http.Header{"Content-Type": {"text/plain"}, "Date": {"Mon, 30 Nov 2026 10:00:00 GMT"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := res.encode(testID, DefaultChunkSize); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
