@@ -162,3 +162,16 @@ func TestAdminServiceAccount(t *testing.T) {
 		t.Error("TokenInfo of an unknown id")
 	}
 }
+
+func TestJoinedTokens(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t)
+	_, a := joinedClient(t, s, "")
+	_, b := joinedClient(t, s, a.PathID)
+	if got := s.JoinedTokens(a.PathID); len(got) != 2 || got[0] != a.ID || got[1] != b.ID {
+		t.Fatalf("JoinedTokens = %v, want [%s %s]", got, a.ID, b.ID)
+	}
+	if got := s.JoinedTokens(NewPathID()); len(got) != 0 {
+		t.Fatalf("JoinedTokens of an empty path = %v", got)
+	}
+}

@@ -57,6 +57,8 @@ func (r *runner) scenario(ctx context.Context, name string) []*result {
 		return r.perTarget(ctx, r.backendRestart)
 	case scnSockCut:
 		return r.perTarget(ctx, r.socketCut)
+	case scnScale:
+		return r.perTarget(ctx, r.scaleOut)
 	default: // scnHerd; names were validated by parseScenarios
 		return r.perTarget(ctx, r.herd)
 	}
