@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -96,6 +97,7 @@ type vendor struct {
 	body       []byte
 	client     *http.Client
 	timeout    time.Duration
+	mu         sync.Mutex // serialises vending, so that concurrent dials vend once
 }
 
 // newVendor builds the vendor for socket, the Plugboard socket URL.
@@ -226,12 +228,21 @@ func (tm *tokenManager) needsVendLocked(now time.Time) bool {
 }
 
 // forDial returns the token to open the next socket with, vending a new one when needed.
+// Concurrent callers (several sessions) share one vend.
 func (tm *tokenManager) forDial(ctx context.Context) (token, error) {
 	tm.mu.Lock()
 	cur, vend := tm.cur, tm.needsVendLocked(time.Now())
 	tm.mu.Unlock()
 	if !vend {
 		return cur, nil
+	}
+	tm.vend.mu.Lock()
+	defer tm.vend.mu.Unlock()
+	tm.mu.Lock()
+	cur, vend = tm.cur, tm.needsVendLocked(time.Now())
+	tm.mu.Unlock()
+	if !vend {
+		return cur, nil // another session vended meanwhile
 	}
 	tm.log.Info("vending a token", slog.String("url", tm.vend.endpoint), slog.String("instance_id", tm.vend.instanceID))
 	raw, err := tm.vend.vend(ctx)
