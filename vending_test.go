@@ -284,3 +284,31 @@ func TestWithTokenVendingValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenSharedWithARefreshingReplicaIsExplained runs what two replicas sharing one token
+// do: the first refreshes it (Plugboard rotates the record), then the second starts with the
+// configured token, is refused, and says why and how to fix it.
+func TestTokenSharedWithARefreshingReplicaIsExplained(t *testing.T) {
+	t.Parallel()
+	srv := telephonetest.NewServer()
+	defer srv.Close()
+	shared, _ := srv.Mint(telephonetest.NewPathID(), 3*time.Second) // refreshed at about 1.5 s
+	first, err := telephone.New(srv.SocketURL(), telephone.WithToken(shared.Token), telephone.WithHandler(http.NotFoundHandler()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runClient(t, first)
+	waitFor(t, func() bool { return !first.Status().LastRefresh.IsZero() })
+	logs := &syncBuf{}
+	second, _ := telephone.New(srv.SocketURL(), telephone.WithToken(shared.Token), telephone.WithHandler(http.NotFoundHandler()),
+		telephone.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	if err := second.Run(context.Background()); !errors.Is(err, telephone.ErrTokenRefused) {
+		t.Fatalf("second replica: Run = %v", err)
+	}
+	if n := strings.Count(logs.String(), "most likely another telephone holding the same token refreshed it"); n != 1 {
+		t.Fatalf("%d explanations, want 1:\n%s", n, logs.String())
+	}
+	if srv.Joined(shared.PathID) != 1 {
+		t.Fatal("the first replica should still serve")
+	}
+}

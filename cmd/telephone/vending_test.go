@@ -77,3 +77,20 @@ func TestRunVendsWithTheKey(t *testing.T) {
 		t.Fatalf("vended line %q", line)
 	}
 }
+
+// TestRunStopsOnARefusedKey: a key Plugboard refuses ends run with exit code 1 and an error
+// naming the variable, without the key.
+func TestRunStopsOnARefusedKey(t *testing.T) {
+	t.Parallel()
+	srv := newPlugboard(t)
+	const key = "sa_live_not_a_key_of_this_server"
+	tc := newTestCLI(map[string]string{"PLUGBOARD_URL": srv.SocketURL(), "PLUGBOARD_SERVICE_ACCOUNT_KEY": key,
+		"BACKEND_URL": okBackend(t, "x").URL, "LOG_FORMAT": "json"}, nil)
+	if c := waitCode(t, tc.start("run")); c != exitFail {
+		t.Fatalf("exit %d, want %d", c, exitFail)
+	}
+	out := tc.errOut.String()
+	if !strings.Contains(out, "PLUGBOARD_SERVICE_ACCOUNT_KEY") || strings.Contains(out, key) {
+		t.Fatalf("stderr:\n%s", out)
+	}
+}
