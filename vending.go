@@ -19,7 +19,7 @@ import (
 )
 
 // TokenVending configures WithTokenVending: how the Client gets its own token from Plugboard's
-// token vending API (PROTOCOL.md §4.1) with a service-account key.
+// token vending API (docs/PROTOCOL.md §4.5) with a service-account key.
 type TokenVending struct {
 	// APIKey is the service account's API key ("sa_live_…"). Required. It is sent only in the
 	// Authorization header of the vending request and is never logged.

@@ -10,7 +10,7 @@ import (
 	"github.com/verastack/telephone/phoenix"
 )
 
-// Phoenix's V1 JSON serializer (PROTOCOL.md §1: a socket URL without vsn, or
+// Phoenix's V1 JSON serializer (docs/PROTOCOL.md §1: a socket URL without vsn, or
 // with a vsn matching "~> 1.0.0", gets it). Frames are JSON objects
 // {"topic","event","payload","ref"}; inbound "join_ref" is optional, and the
 // server never sends one (Phoenix's encode_v1_fields_only).

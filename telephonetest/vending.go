@@ -17,7 +17,7 @@ import (
 
 // ServiceAccount is a service account of a Server: an API key bound to one
 // path, with which the token vending endpoint issues one token per call
-// (PROTOCOL.md §4.1).
+// (docs/PROTOCOL.md §4.5).
 type ServiceAccount struct {
 	ID     string // the service account's UUID
 	Name   string // used in the names of the tokens it vends
