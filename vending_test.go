@@ -283,6 +283,11 @@ func TestWithTokenVendingValidates(t *testing.T) {
 			t.Errorf("the error shows the key: %v", err)
 		}
 	}
+	// An empty WithToken (TELEPHONE_TOKEN unset) is fine when vending can supply a token.
+	if _, err := telephone.New("ws://x/telephone/websocket", telephone.WithToken(""), telephone.WithHandler(http.NotFoundHandler()),
+		telephone.WithTokenVending(telephone.TokenVending{APIKey: "sa_live_k"})); err != nil {
+		t.Errorf("WithToken(\"\") with vending: %v", err)
+	}
 }
 
 // TestTokenSharedWithARefreshingReplicaIsExplained runs what two replicas sharing one token
