@@ -131,9 +131,9 @@ func newVendor(o *options, socket *url.URL) (*vendor, error) {
 }
 
 // VendingError is a failure answer of Plugboard's token vending API. A 401 (key refused), 403
-// (path not allowed) or another 4xx except 408, 422 and 429 cannot be fixed by retrying: the
-// error then matches ErrVendingRefused and ErrNoToken, and Run returns it. Other answers are
-// retried with the reconnect backoff.
+// (path not allowed), a redirect or another 4xx except 408, 422 and 429 cannot be fixed by
+// retrying: the error then matches ErrVendingRefused and ErrNoToken, and Run returns it. Other
+// answers (5xx, and a 201 without a token) are retried with the reconnect backoff.
 type VendingError struct {
 	StatusCode int
 	URL        string // the vending endpoint
@@ -157,13 +157,13 @@ func (e *VendingError) Error() string {
 	return fmt.Sprintf("telephone: token vending at %s answered %d: %q", e.URL, e.StatusCode, e.Message)
 }
 
-// permanent reports whether retrying cannot help.
+// permanent reports whether retrying cannot help: a 3xx or a 4xx other than 408, 422 and 429.
 func (e *VendingError) permanent() bool {
 	switch e.StatusCode {
 	case http.StatusRequestTimeout, http.StatusUnprocessableEntity, http.StatusTooManyRequests:
 		return false
 	}
-	return e.StatusCode < 500
+	return e.StatusCode >= 300 && e.StatusCode < 500
 }
 
 // Unwrap makes a permanent refusal match ErrVendingRefused and ErrNoToken.

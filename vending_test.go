@@ -181,7 +181,7 @@ func TestVendingRetriesServerErrors(t *testing.T) {
 	defer srv.Close()
 	sa, _ := srv.NewServiceAccount("", "")
 	var calls atomic.Int32
-	// The API origin fails the first vends with 503, 422 and a bad body, then passes through.
+	// The API origin fails the first vends with 503, 422 and bad 201 bodies, then passes through.
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch calls.Add(1) {
 		case 1:
@@ -193,6 +193,9 @@ func TestVendingRetriesServerErrors(t *testing.T) {
 		case 3:
 			w.WriteHeader(http.StatusCreated)
 			_, _ = w.Write([]byte(`{"token":"not a jwt"}`))
+		case 4:
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{}`))
 		default:
 			srv.Handler().ServeHTTP(w, r)
 		}
@@ -202,10 +205,10 @@ func TestVendingRetriesServerErrors(t *testing.T) {
 	c := vendClient(t, srv, telephone.TokenVending{APIKey: sa.APIKey, APIURL: api.URL}, logs)
 	runClient(t, c)
 	waitJoinedPath(t, srv, sa.PathID, 1)
-	if calls.Load() != 4 {
-		t.Fatalf("%d vending calls, want 4", calls.Load())
+	if calls.Load() != 5 {
+		t.Fatalf("%d vending calls, want 5", calls.Load())
 	}
-	for _, w := range []string{"503", "422", "Failed to generate token", "invalid token"} {
+	for _, w := range []string{"503", "422", "Failed to generate token", "invalid token", "answered 201"} {
 		if !strings.Contains(logs.String(), w) {
 			t.Errorf("logs do not mention %q:\n%s", w, logs.String())
 		}
