@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS ?= -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build bench loadtest loadtest-ci soak
+.PHONY: build bench loadtest loadtest-ci loadtest-scale soak
 
 # A static binary in bin/telephone with version and commit (telephone version prints them).
 build:
@@ -33,6 +33,13 @@ loadtest:
 # The short chaos run that CI also runs as part of go test (about 30 s under -race).
 loadtest-ci:
 	$(GO) test -race -count=1 -run 'TestChaosShort' -v ./internal/cmd/loadtest
+
+# Three replicas from one service-account key, 60 s tokens, 3 minutes of load, each restarted
+# once, in-process and with the built binary (CI runs a short form: TestScaleOutShort).
+loadtest-scale:
+	mkdir -p $(dir $(TELEPHONE_BIN))
+	$(GO) build -o $(TELEPHONE_BIN) ./cmd/telephone
+	$(GO) run ./internal/cmd/loadtest --scenario scale-out --binary ours=$(TELEPHONE_BIN) $(LOADTEST_FLAGS)
 
 # The one-hour soak (not run in CI).
 soak:

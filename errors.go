@@ -12,6 +12,9 @@ var (
 	ErrTokenRefused = errors.New("telephone: every available token was refused by Plugboard")
 	// ErrNoToken means neither WithToken nor the TokenStore provided a usable token.
 	ErrNoToken = errors.New("telephone: no usable token (set WithToken or store one in the TokenStore)")
+	// ErrVendingRefused means Plugboard's token vending API refused the service-account key or
+	// the path (see VendingError). Run returns an error wrapping it: retrying cannot fix it.
+	ErrVendingRefused = errors.New("telephone: token vending refused")
 	// ErrInvalidToken means a token failed local checks (shape, signature, expiry).
 	ErrInvalidToken = errors.New("telephone: invalid token")
 	// ErrTokenRevoked means Plugboard answered a refresh with :token_revoked; refreshing stops.

@@ -67,6 +67,7 @@ type options struct {
 	proxy           func(*http.Request) (*url.URL, error)
 	plugboardSecret string
 	tokenSkew       time.Duration
+	vending         *TokenVending // WithTokenVending (vending.go)
 
 	heartbeatInterval time.Duration
 	heartbeatMisses   int
@@ -534,8 +535,8 @@ func (o *options) validate() error {
 	if o.handler == nil && o.backendURL == nil {
 		return optErr("WithBackendURL", "one of WithBackendURL or WithHandler is required")
 	}
-	if o.emptyToken && o.store == nil {
-		return optErr("WithToken", "token is empty and no WithTokenStore can supply one")
+	if o.emptyToken && o.store == nil && o.vending == nil {
+		return optErr("WithToken", "token is empty and no WithTokenStore or WithTokenVending can supply one")
 	}
 	if o.backend != nil && o.backendURL == nil {
 		return optErr("WithBackend", "needs WithBackendURL")

@@ -42,6 +42,7 @@ var reloadRules = []reloadRule{
 	{"WithClockSkew", true, false, func(o *options) []any { return []any{&o.tokenSkew} }},
 	{"WithAcceptEncodingPassthrough", true, false, func(o *options) []any { return []any{&o.keepEncoding} }},
 	{"WithToken", false, false, func(o *options) []any { return []any{&o.token, &o.emptyToken} }},
+	{"WithTokenVending", false, false, func(o *options) []any { return []any{&o.vending} }},
 	{"WithTokenStore", false, true, func(o *options) []any { return []any{&o.store} }},
 	{"WithHandler", false, true, func(o *options) []any { return []any{&o.handler} }},
 	{"WithBackend", false, true, func(o *options) []any { return []any{&o.backend} }},

@@ -68,6 +68,7 @@ func reloadCases() map[string]reloadCase {
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	return map[string]reloadCase{
 		"WithToken":                     {opt: WithToken("a.b.c")},
+		"WithTokenVending":              {opt: WithTokenVending(TokenVending{APIKey: "sa_live_k", InstanceID: "r1"})},
 		"WithTokenStore":                {opt: WithTokenStore(tokenstore.NewMemory())},
 		"WithHandler":                   {opt: WithHandler(http.NotFoundHandler()), handler: true},
 		"WithBackendURL":                {opt: WithBackendURL("http://127.0.0.1:2/base")},

@@ -91,6 +91,11 @@ func New(plugboardURL string, opts ...Option) (*Client, error) {
 	c.m = m
 	c.dialFn = c.dialTransport
 	c.tokens = newTokenManager(c.cfg, c.log, c.m)
+	if o.vending != nil {
+		if c.tokens.vend, err = newVendor(c.conf(), pu); err != nil {
+			return nil, err
+		}
+	}
 	c.guard = newGuard(c.cfg, c.log, c.m)
 	c.handler = c.buildHandler()
 	c.ws = newWSManager(c)
@@ -314,11 +319,16 @@ func (c *Client) setError(err error) {
 	c.setState(func(s *Status) { s.LastError = err.Error(); s.LastErrorAt = time.Now() })
 }
 
-// dialPlugboard opens the WebSocket to Plugboard with the current token. A refused token is reported to the token
-// manager, which offers the other token source once; ErrTokenRefused when none is left.
+// dialPlugboard opens the WebSocket to Plugboard with the current token. A refused token is
+// reported to the token manager, which offers the other token source once, or vends a new
+// token (WithTokenVending); ErrTokenRefused when none is left. A refused vended token waits
+// for the reconnect backoff.
 func (c *Client) dialPlugboard(ctx context.Context) (phoenix.Conn, error) {
 	for {
-		tok := c.tokens.current()
+		tok, err := c.tokens.forDial(ctx)
+		if err != nil {
+			return nil, err
+		}
 		conn, err := c.dialFn(ctx, tok.raw)
 		if err == nil {
 			return conn, nil
@@ -326,9 +336,12 @@ func (c *Client) dialPlugboard(ctx context.Context) (phoenix.Conn, error) {
 		if !errors.Is(err, transport.ErrUnauthorized) {
 			return nil, err
 		}
-		c.log.Warn("Plugboard refused the token", slog.String("token_id", tok.claims.ID), slog.Any("error", err))
+		c.tokens.explainRefusal(tok, err)
 		if !c.tokens.refused(tok) {
 			return nil, fmt.Errorf("%w: %w", ErrTokenRefused, err)
+		}
+		if tok.source == sourceVended {
+			return nil, fmt.Errorf("vended token refused: %w", err)
 		}
 	}
 }

@@ -36,6 +36,8 @@ type tokenManager struct {
 	revoked   bool
 	lastOK    time.Time
 	failures  int
+	vend      *vendor // WithTokenVending; nil without it (vending.go)
+	explained bool    // explainRefusal logged its error
 }
 
 func newTokenManager(cfg *config, log *slog.Logger, m *metrics.Metrics) *tokenManager {
@@ -96,6 +98,10 @@ func (tm *tokenManager) init(ctx context.Context) error {
 	for _, p := range problems {
 		tm.log.Warn("token not usable", slog.Any("error", p))
 	}
+	cands = tm.forPath(cands)
+	if len(cands) == 0 && tm.vend != nil {
+		return nil // the first dial vends one
+	}
 	if len(cands) == 0 {
 		return fmt.Errorf("%w: %w", ErrNoToken, errors.Join(problems...))
 	}
@@ -141,7 +147,7 @@ func (tm *tokenManager) refused(t token) bool {
 		tm.log.Info("trying the other token", slog.String("source", tm.cur.source), slog.String("token_id", tm.cur.claims.ID))
 		return true
 	}
-	return false
+	return tm.vend != nil // forDial vends a new one
 }
 
 func (tm *tokenManager) save(ctx context.Context, t token) {

@@ -20,7 +20,8 @@ type mintResponse struct {
 }
 
 // serveAdmin serves the loopback admin endpoints used by scripts and the CLI's
-// devserver: GET /mint, /admin/revoke, /admin/disconnect and /admin/stats.
+// devserver: GET /mint, /admin/revoke, /admin/disconnect, /admin/service-account
+// and /admin/stats.
 // Requests from non-loopback addresses get 403; errors are JSON {"error": ...}.
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	if !isLoopback(r.RemoteAddr) {
@@ -39,6 +40,8 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		s.adminRevoke(w, r, false)
 	case "/admin/disconnect":
 		s.adminRevoke(w, r, true)
+	case "/admin/service-account":
+		s.adminServiceAccount(w, r)
 	case "/admin/stats":
 		writeJSON(w, http.StatusOK, s.Stats())
 	default:

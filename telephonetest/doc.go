@@ -2,15 +2,18 @@
 // spirit of net/http/httptest.
 //
 // A Server mints telephone tokens (HS256, signed with Plugboard's key
-// derivation), accepts telephone sockets at /telephone/websocket speaking
-// Phoenix Channels V2, runs the telephone channel (heartbeats, token refresh
+// derivation), vends tokens to service accounts at POST
+// /api/token-vending/generate exactly as Plugboard does (NewServiceAccount),
+// accepts telephone sockets at /telephone/websocket speaking Phoenix Channels
+// V2 (V1 when the URL has no vsn, as Phoenix does), runs the telephone channel (heartbeats, token refresh
 // with rotation, proxy_req/proxy_res, ws_* WebSocket proxying), and serves an
 // HTTP front at /call/<path_id>/... that routes requests and WebSocket upgrades
 // through the joined telephones round-robin, answering 503 with no telephone,
 // 504 on timeout and 502 when the telephone goes away mid-request. Fault
 // injectors (DropAll, Restart, Disconnect, RefuseTokens, DelayReplies,
 // DropReplies, StopHeartbeatAcks, CrashChannels, Push) and observers (Joined,
-// WaitJoined, Stats, Frames) make client behaviour testable.
+// WaitJoined, Stats, JoinedTokens, Frames, TokenInfo) make client behaviour
+// testable.
 //
 // The wire behaviour follows the real Plugboard and Phoenix as recorded in
 // testdata/phoenix-1.7.21-frames.md and described in docs/PROTOCOL.md:
@@ -19,8 +22,8 @@
 // Phoenix 1.8.3+ unless WithLenientJoinRef is given, and so on.
 //
 // Deliberate differences from a real server:
-//   - Only the V2 serializer is spoken: a socket URL without vsn is refused
-//     with 403 (a real server would default to V1) and a line is logged.
+//   - Token vending has no rate limit (Plugboard limits it per API key), and
+//     service accounts are never bound to a deleted or non-mount path.
 //   - A request body that is not valid UTF-8 is answered 400 (it cannot travel
 //     as a JSON string; Plugboard is expected to crash the channel instead).
 //   - Body parsers do not consume JSON or form bodies: the telephone always
@@ -34,6 +37,7 @@
 //     only in WithWSCheck mode, with the protocol from ws_check_result.
 //   - The idle timeout counts inbound frames only.
 //
-// The loopback admin endpoints GET /mint, /admin/revoke, /admin/disconnect and
-// /admin/stats serve scripts and the CLI's devserver (see Server.Handler).
+// The loopback admin endpoints GET /mint, /admin/revoke, /admin/disconnect,
+// /admin/service-account and /admin/stats serve scripts and the CLI's devserver
+// (see Server.Handler).
 package telephonetest

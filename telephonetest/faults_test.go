@@ -186,8 +186,8 @@ func TestObservers(t *testing.T) {
 	if st := s.Stats(); len(st) != 2 || st[tok.PathID] != 2 || st[tok2.PathID] != 1 {
 		t.Errorf("Stats = %v", st)
 	}
-	frames := s.Frames()
-	if len(frames) != 6 || frames[0].Dir != DirIn || frames[1].Dir != DirOut || frames[0].Time.IsZero() {
+	frames := s.Frames() // per client: join, its reply, the barrier and its reply
+	if len(frames) != 12 || frames[0].Dir != DirIn || frames[1].Dir != DirOut || frames[0].Time.IsZero() {
 		t.Fatalf("Frames = %+v", frames)
 	}
 	if m, err := phoenix.DecodeText([]byte(frames[1].Data)); err != nil || m.Event != phoenix.EventReply {

@@ -171,11 +171,14 @@ func (c *rawClient) expectReply(ref, status string) json.RawMessage {
 	return r.Response
 }
 
-// join joins telephone:<pathID> with joinRef as both join_ref and ref.
+// join joins telephone:<pathID> with joinRef as both join_ref and ref. The join reply is
+// queued before the channel is registered; join returns after a barrier, whose reply comes
+// after the join was handled, so that HTTP calls made from then on find the channel.
 func (c *rawClient) join(pathID, joinRef string) {
 	c.t.Helper()
 	c.send(joinRef, joinRef, topicPrefix+pathID, phoenix.EventJoin, nil)
 	c.expectReply(joinRef, "ok")
+	c.expectNothing("joined-" + joinRef)
 }
 
 // barrier sends a phoenix heartbeat and reads frames up to its reply, returning

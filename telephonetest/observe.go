@@ -78,3 +78,15 @@ func (s *Server) Stats() map[string]int {
 	}
 	return out
 }
+
+// JoinedTokens returns the token record ids of the telephones joined to pathID, in join
+// order: distinct ids mean distinct tokens (a refresh keeps a record's id).
+func (s *Server) JoinedTokens(pathID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.paths[pathID]))
+	for _, ch := range s.paths[pathID] {
+		out = append(out, ch.sock.tokenID)
+	}
+	return out
+}

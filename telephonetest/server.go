@@ -41,18 +41,20 @@ type Server struct {
 	stopAcks    atomic.Bool
 	replyDelay  atomic.Int64 // time.Duration
 
-	// mu guards the routing state: closed, tokens, byJWT, byJTI, sockets, paths, rr and
-	// changed, and also the mutable fields of every socket and channel (their
-	// comments say which).
-	mu      sync.Mutex
-	closed  bool
-	tokens  map[string]*tokenRecord // token id → record
-	byJWT   map[string]*tokenRecord // current JWT of each record → record
-	byJTI   map[string]*tokenRecord // jti of each minted JWT → record (refreshed JWTs carry the record id)
-	sockets map[*socket]struct{}    // live telephone sockets
-	paths   map[string][]*channel   // path id → joined channels, in join order
-	rr      map[string]uint64       // path id → round-robin counter
-	changed chan struct{}           // closed and replaced whenever paths changes
+	// mu guards the routing state: closed, tokens, byJWT, byJTI, accounts, sockets,
+	// paths, rr and changed, and also the mutable fields of every socket and channel
+	// (their comments say which).
+	mu     sync.Mutex
+	closed bool
+	tokens map[string]*tokenRecord // token id → record
+	byJWT  map[string]*tokenRecord // current JWT of each record → record
+	byJTI  map[string]*tokenRecord // jti of each minted JWT → record (refreshed JWTs carry the record id)
+	// accounts maps the SHA-256 of each service-account key to its account (vending.go).
+	accounts map[string]*serviceAccount
+	sockets  map[*socket]struct{}  // live telephone sockets
+	paths    map[string][]*channel // path id → joined channels, in join order
+	rr       map[string]uint64     // path id → round-robin counter
+	changed  chan struct{}         // closed and replaced whenever paths changes
 
 	recMu  sync.Mutex // guards frames
 	frames []Frame
@@ -104,17 +106,18 @@ func newServer(opts []Option) *Server {
 		cfg.secret = randomSecret()
 	}
 	s := &Server{
-		cfg:     cfg,
-		key:     plugtoken.DeriveKey(cfg.secret),
-		subject: uuid.NewString(),
-		quit:    make(chan struct{}),
-		tokens:  make(map[string]*tokenRecord),
-		byJWT:   make(map[string]*tokenRecord),
-		byJTI:   make(map[string]*tokenRecord),
-		sockets: make(map[*socket]struct{}),
-		paths:   make(map[string][]*channel),
-		rr:      make(map[string]uint64),
-		changed: make(chan struct{}),
+		cfg:      cfg,
+		key:      plugtoken.DeriveKey(cfg.secret),
+		subject:  uuid.NewString(),
+		quit:     make(chan struct{}),
+		tokens:   make(map[string]*tokenRecord),
+		byJWT:    make(map[string]*tokenRecord),
+		byJTI:    make(map[string]*tokenRecord),
+		accounts: make(map[string]*serviceAccount),
+		sockets:  make(map[*socket]struct{}),
+		paths:    make(map[string][]*channel),
+		rr:       make(map[string]uint64),
+		changed:  make(chan struct{}),
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s
@@ -220,6 +223,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			s.serveCall(w, r)
 		}
+	case p == VendPath:
+		s.serveVend(w, r)
 	case p == "/mint" || strings.HasPrefix(p, "/admin/"):
 		s.serveAdmin(w, r)
 	default:

@@ -21,21 +21,23 @@ const writeTimeout = 10 * time.Second
 
 // serveSocket is the telephone socket endpoint. Like Phoenix it refuses before
 // upgrading: 400 for a non-GET request, 403 with an empty body when the token
-// or vsn is refused (docs/PROTOCOL.md §1). The Origin header is not checked.
+// or vsn is refused (docs/PROTOCOL.md §1). A missing vsn, or one matching ~> 1.0.0,
+// selects the V1 JSON serializer (serializer_v1.go). The Origin header is not
+// checked.
 func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
 	q := r.URL.Query()
-	vsn, hasVsn := q["vsn"]
+	vsn := "1.0.0" // Phoenix's default
+	if v, ok := q["vsn"]; ok {
+		vsn = v[0]
+	}
+	v1 := v1Version.MatchString(vsn)
 	switch {
-	case !hasVsn:
-		s.cfg.logger.Warn("telephonetest only speaks the V2 serializer: add vsn=2.0.0 to the socket URL (a real server would default to V1)")
-		w.WriteHeader(http.StatusForbidden)
-		return
-	case !v2Version.MatchString(vsn[0]):
-		s.cfg.logger.Warn("telephonetest: refused socket: unsupported vsn (only ~> 2.0.0)", "vsn", vsn[0])
+	case !v1 && !v2Version.MatchString(vsn):
+		s.cfg.logger.Warn("telephonetest: refused socket: unsupported vsn (~> 2.0.0 or ~> 1.0.0)", "vsn", vsn)
 		w.WriteHeader(http.StatusForbidden)
 		return
 	case s.refuse.Load():
@@ -57,11 +59,15 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	tokenID, pathID := rec.id, rec.pathID
 	s.mu.Unlock()
+	if v1 {
+		s.cfg.logger.Info("telephonetest: socket uses the V1 JSON serializer (no vsn=2.0.0 in the URL)", "vsn", vsn)
+	}
 	sk := s.newSocket(c, raw, tokenID, pathID)
 	if sk == nil {
 		_ = c.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
+	sk.v1 = v1 // before run: read by the socket's goroutines only
 	sk.run()
 }
 
@@ -75,6 +81,7 @@ type socket struct {
 	raw      net.Conn // may be nil (tests)
 	tokenID  string
 	pathID   string
+	v1       bool // V1 JSON serializer (object frames) instead of V2
 	out      *mailbox[outFrame]
 	activity chan struct{} // a frame was received (buffered 1)
 	stop     chan struct{} // closed by shutdown
@@ -169,9 +176,12 @@ func (sk *socket) readLoop() {
 		}
 		sk.srv.record(DirIn, typ == websocket.MessageBinary, data)
 		var m phoenix.Message
-		if typ == websocket.MessageBinary {
+		switch {
+		case sk.v1:
+			m, err = decodeV1(data) // V1 decodes binary frames as JSON text too
+		case typ == websocket.MessageBinary:
 			m, err = phoenix.DecodeBinaryPush(data)
-		} else {
+		default:
 			m, err = phoenix.DecodeText(data)
 		}
 		if err != nil {
@@ -236,7 +246,11 @@ func (sk *socket) write(f outFrame) bool {
 // send queues one text frame. Replies and heartbeat acks are delayed by
 // DelayReplies when delayed is set.
 func (sk *socket) send(m phoenix.Message, delayed bool) {
-	data, err := phoenix.EncodeText(m)
+	encode := phoenix.EncodeText
+	if sk.v1 {
+		encode = encodeV1
+	}
+	data, err := encode(m)
 	if err != nil {
 		sk.srv.cfg.logger.Error("telephonetest: cannot encode frame", "event", m.Event, "err", err)
 		return

@@ -45,8 +45,9 @@ func TestSocketUpgradeRefusals(t *testing.T) {
 		url    string
 		status int
 	}{
-		{"no vsn", base, http.StatusForbidden},
-		{"V1 vsn", base + "&vsn=1.0.0", http.StatusForbidden},
+		{"no vsn gets V1", base, http.StatusSwitchingProtocols},
+		{"V1 vsn", base + "&vsn=1.0.0", http.StatusSwitchingProtocols},
+		{"1.1.0 does not match ~> 1.0.0", base + "&vsn=1.1.0", http.StatusForbidden},
 		{"garbage vsn", base + "&vsn=abc", http.StatusForbidden},
 		{"2.1.0 does not match ~> 2.0.0", base + "&vsn=2.1.0", http.StatusForbidden},
 		{"pre-release", base + "&vsn=2.0.0-rc.1", http.StatusForbidden},
@@ -64,8 +65,8 @@ func TestSocketUpgradeRefusals(t *testing.T) {
 			}
 		})
 	}
-	if !strings.Contains(logs.String(), "add vsn=2.0.0") {
-		t.Errorf("missing vsn not logged clearly; log:\n%s", logs)
+	if !strings.Contains(logs.String(), "V1 JSON serializer (no vsn=2.0.0") {
+		t.Errorf("V1 selection not logged clearly; log:\n%s", logs)
 	}
 	req, _ := http.NewRequest(http.MethodPost, strings.Replace(socketURLFor(s, tok.Token), "ws://", "http://", 1), nil)
 	if res := doHTTP(req); res.status != http.StatusBadRequest {

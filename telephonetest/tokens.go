@@ -25,6 +25,8 @@ type tokenRecord struct {
 	jwt       string // the only JWT that opens sockets (rotated by refresh)
 	expiresAt time.Time
 	revoked   bool
+	name      string // set by token vending (service_accounts.go)
+	desc      string
 }
 
 // NewPathID returns a random path id: a canonical lower-case UUID v4.
@@ -41,6 +43,11 @@ func validPathID(p string) bool {
 // gives a token that is already expired (both in the JWT and server-side). The
 // JWT's jti is a fresh UUID, as Plugboard issues it.
 func (s *Server) Mint(pathID string, ttl time.Duration) (Token, error) {
+	return s.mint(pathID, ttl, "", "")
+}
+
+// mint creates a token record with a name and description.
+func (s *Server) mint(pathID string, ttl time.Duration, name, desc string) (Token, error) {
 	if pathID == "" {
 		pathID = NewPathID()
 	}
@@ -51,7 +58,7 @@ func (s *Server) Mint(pathID string, ttl time.Duration) (Token, error) {
 		ttl = s.cfg.tokenLifetime
 	}
 	now := time.Now()
-	rec := &tokenRecord{id: uuid.NewString(), pathID: pathID, expiresAt: now.Add(ttl)}
+	rec := &tokenRecord{id: uuid.NewString(), pathID: pathID, expiresAt: now.Add(ttl), name: name, desc: desc}
 	jti := uuid.NewString()
 	jwt, err := s.sign(jti, pathID, now, rec.expiresAt)
 	if err != nil {

@@ -31,6 +31,11 @@ type Config struct {
 	TokenDBPath     string // "" keeps tokens in memory
 	DBTimeout       time.Duration
 
+	ServiceAccountKey string // PLUGBOARD_SERVICE_ACCOUNT_KEY: vend a token per replica (secret)
+	InstanceID        string // TELEPHONE_INSTANCE_ID; default the host name
+	PathID            string // PLUGBOARD_PATH_ID: the path the key must be bound to (optional)
+	APIURL            string // PLUGBOARD_API_URL; "" derives it from PLUGBOARD_URL
+
 	BackendHost   string
 	BackendPort   int
 	BackendScheme string
@@ -106,6 +111,7 @@ type configInput struct {
 	Env      map[string]string                 // the process environment
 	Args     []string                          // command-line arguments after the command name
 	ReadFile func(name string) ([]byte, error) // reads the .env file; fs.ErrNotExist means none
+	Hostname string                            // the default of TELEPHONE_INSTANCE_ID
 }
 
 // loadConfig builds and validates the run configuration. Precedence, lowest first: defaults,
@@ -131,6 +137,9 @@ func loadConfig(in configInput) (Config, []error) {
 	c, errs := buildConfig(vals, srcs)
 	c.EnvFile = *envFile
 	c.Warnings = append(c.Warnings, misspelt(in.Env, dotenv, *envFile)...)
+	if c.InstanceID == "" {
+		c.InstanceID = in.Hostname
+	}
 	return c, errs
 }
 
@@ -226,9 +235,11 @@ func (c *Config) crossCheck(given map[string]string) []error {
 	if given["PLUGBOARD_URL"] == "" {
 		bad("PLUGBOARD_URL", "required: the Plugboard socket URL, e.g. wss://plugboard.example.com/telephone/websocket")
 	}
-	if c.Token == "" && c.SecretKeyBase == "" {
-		bad("TELEPHONE_TOKEN", "required: set TELEPHONE_TOKEN (or token), or SECRET_KEY_BASE to resume with the token stored in TOKEN_DB_PATH")
+	if c.Token == "" && c.SecretKeyBase == "" && c.ServiceAccountKey == "" {
+		bad("TELEPHONE_TOKEN", "required: set TELEPHONE_TOKEN (or token), PLUGBOARD_SERVICE_ACCOUNT_KEY to vend a token, "+
+			"or SECRET_KEY_BASE to resume with the token stored in TOKEN_DB_PATH")
 	}
+	c.Warnings = append(c.Warnings, c.vendingWarnings(given)...)
 	if given["TOKEN_DB_PATH"] != "" && c.SecretKeyBase == "" {
 		bad("TOKEN_DB_PATH", "needs SECRET_KEY_BASE: stored tokens are encrypted with it")
 	}
@@ -331,6 +342,11 @@ func (c *Config) options(log *slog.Logger, store telephone.TokenStore, reg prome
 	}
 	if store != nil {
 		opts = append(opts, telephone.WithTokenStore(store))
+	}
+	if c.ServiceAccountKey != "" {
+		opts = append(opts, telephone.WithTokenVending(telephone.TokenVending{
+			APIKey: c.ServiceAccountKey, APIURL: c.APIURL, PathID: c.PathID, InstanceID: c.InstanceID,
+		}))
 	}
 	if reg != nil {
 		opts = append(opts, telephone.WithMetrics(reg))

@@ -227,7 +227,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"nothing set", map[string]string{}, nil, nil, []string{
 			"PLUGBOARD_URL: required: the Plugboard socket URL, e.g. wss://plugboard.example.com/telephone/websocket",
-			"TELEPHONE_TOKEN: required: set TELEPHONE_TOKEN (or token), or SECRET_KEY_BASE to resume with the token stored in TOKEN_DB_PATH",
+			"TELEPHONE_TOKEN: required: set TELEPHONE_TOKEN (or token), PLUGBOARD_SERVICE_ACCOUNT_KEY to vend a token, or SECRET_KEY_BASE to resume with the token stored in TOKEN_DB_PATH",
 		}},
 		{"unknown flag", base(), nil, []string{"--nope"}, []string{"flags: flag provided but not defined: -nope"}},
 		{"flag without value", base(), nil, []string{"--backend-port"}, []string{"flags: flag needs an argument: -backend-port"}},
@@ -299,7 +299,7 @@ func TestConfigErrors(t *testing.T) {
 			`PLUGBOARD_URL: scheme must be ws or wss, got "http" (from environment)`,
 			`BACKEND_PORT: not an integer: "x" (from environment)`,
 			"CHUNK_SIZE: must be between 4 and 1073741824, got 1 (from environment)",
-			"TELEPHONE_TOKEN: required: set TELEPHONE_TOKEN (or token), or SECRET_KEY_BASE to resume with the token stored in TOKEN_DB_PATH",
+			"TELEPHONE_TOKEN: required: set TELEPHONE_TOKEN (or token), PLUGBOARD_SERVICE_ACCOUNT_KEY to vend a token, or SECRET_KEY_BASE to resume with the token stored in TOKEN_DB_PATH",
 		}},
 	}
 	for _, tt := range tests {
@@ -367,7 +367,8 @@ export LOG_LEVEL=debug
 func TestConfigEveryFlag(t *testing.T) {
 	t.Parallel()
 	for _, s := range settings {
-		secret := strings.Contains(s.name, "SECRET") || strings.Contains(s.name, "TOKEN") && s.name != "TOKEN_DB_PATH"
+		secret := strings.Contains(s.name, "SECRET") || strings.Contains(s.name, "TOKEN") && s.name != "TOKEN_DB_PATH" ||
+			strings.HasSuffix(s.name, "_KEY") && s.name != "PLUGBOARD_CLIENT_KEY"
 		if secret != (s.flag == "") {
 			t.Errorf("%s: flag %q (secrets must have none, others one)", s.name, s.flag)
 		}

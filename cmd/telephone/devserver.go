@@ -27,6 +27,7 @@ func (c *cli) devserver(args []string) int {
 	tlsCert := fset.String("tls-cert", "", "serve https:// and wss:// with this PEM certificate `file` (with --tls-key)")
 	tlsKey := fset.String("tls-key", "", "PEM private key `file` of --tls-cert")
 	joinRef := fset.String("join-ref", "strict", "join_ref check: strict (Phoenix 1.8.3+: a message whose join_ref is not the channel's is dropped) or lenient (Phoenix 1.8.2 and older: any join_ref)")
+	wsCheck := fset.Bool("ws-check", true, "send the ws_check pre-check before a proxied WebSocket upgrade, as the newest Plugboard does")
 	if code, done := c.parseFlags(fset, args); done {
 		return code
 	}
@@ -55,6 +56,9 @@ func (c *cli) devserver(args []string) int {
 	opts := []telephonetest.Option{telephonetest.WithSecret(*secret), telephonetest.WithTokenLifetime(*lifetime), telephonetest.WithLogger(log)}
 	if *joinRef == "lenient" {
 		opts = append(opts, telephonetest.WithLenientJoinRef())
+	}
+	if *wsCheck {
+		opts = append(opts, telephonetest.WithWSCheck())
 	}
 	var srv *telephonetest.Server
 	if tlsCfg != nil {
@@ -94,9 +98,12 @@ func printDevserver(w io.Writer, srv *telephonetest.Server, addr net.Addr) {
                answers {"token","token_id","path_id","expires_in","socket_url","call_url"}
   call URL     %s/call/<path_id>/<path>
   admin        %s/admin/stats  /admin/revoke?token_id=...  /admin/disconnect?token_id=...
+  service key  curl -s '%s/admin/service-account?path_id=<path_id>'
+               answers {"api_key","path_id"}; tokens are vended at %s%s
 Connect a telephone to it:
   TELEPHONE_TOKEN=<token> PLUGBOARD_URL=%s BACKEND_PORT=8080 telephone
-`, srv.SocketURL(), base, base, base, srv.SocketURL())
+  or, one token per replica: PLUGBOARD_SERVICE_ACCOUNT_KEY=<api_key> PLUGBOARD_URL=%s BACKEND_PORT=8080 telephone
+`, srv.SocketURL(), base, base, base, base, base, telephonetest.VendPath, srv.SocketURL(), srv.SocketURL())
 	if strings.HasPrefix(base, "https:") {
 		fmt.Fprintln(w, "TLS: clients must trust the certificate's CA: PLUGBOARD_CA_FILE=<ca.pem> for telephone, curl --cacert <ca.pem>")
 	}

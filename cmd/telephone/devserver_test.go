@@ -11,8 +11,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
+	"github.com/verastack/telephone"
 )
 
 // mintReply is the devserver's GET /mint answer.
@@ -192,5 +194,89 @@ func TestDevserverBadJoinRef(t *testing.T) {
 	tc := newTestCLI(map[string]string{}, nil)
 	if c := tc.main([]string{"devserver", "--join-ref", "loose"}); c != exitConfig {
 		t.Fatalf("exit %d, want %d", c, exitConfig)
+	}
+}
+
+// TestDevserverServiceAccount gets a key from the loopback admin and vends a token with it.
+func TestDevserverServiceAccount(t *testing.T) {
+	t.Parallel()
+	tc := newTestCLI(map[string]string{}, nil)
+	code := tc.start("devserver", "--addr", "127.0.0.1:0")
+	base := field(t, tc.out.waitLine(t, "READY "), "base_url")
+	c, _, body := get(t, http.MethodGet, base+"/admin/service-account", nil)
+	var sa struct {
+		APIKey string `json:"api_key"`
+		PathID string `json:"path_id"`
+	}
+	if err := json.Unmarshal([]byte(body), &sa); err != nil || c != 200 || !strings.HasPrefix(sa.APIKey, "sa_live_") || sa.PathID == "" {
+		t.Fatalf("service account = %d %q (%v)", c, body, err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/token-vending/generate", strings.NewReader(`{"instance_id":"a"}`))
+	req.Header.Set("Authorization", "Bearer "+sa.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated || !strings.Contains(string(b), `"path":"/`+sa.PathID+`"`) {
+		t.Fatalf("vend = %d %s", res.StatusCode, b)
+	}
+	if !strings.Contains(tc.out.String(), "PLUGBOARD_SERVICE_ACCOUNT_KEY=<api_key>") {
+		t.Error("instructions lack the service-account line")
+	}
+	tc.sigs <- syscall.SIGTERM
+	if c := waitCode(t, code); c != 0 {
+		t.Fatalf("exit code %d", c)
+	}
+}
+
+// TestDevserverWSCheckByDefault proxies a WebSocket that asks for a subprotocol through the
+// devserver: with the ws_check pre-check (the default) the backend's choice is answered; with
+// --ws-check=false it is not, as with Plugboard versions without the pre-check.
+func TestDevserverWSCheckByDefault(t *testing.T) {
+	t.Parallel()
+	backend := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"chat.v1"}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		_, _, _ = c.Read(r.Context())
+	})
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{{nil, "chat.v1"}, {[]string{"--ws-check=false"}, ""}} {
+		tc := newTestCLI(map[string]string{}, nil)
+		code := tc.start(append([]string{"devserver", "--addr", "127.0.0.1:0"}, tt.args...)...)
+		m := mint(t, field(t, tc.out.waitLine(t, "READY "), "mint_url"))
+		client, err := telephone.New(m.SocketURL, telephone.WithToken(m.Token), telephone.WithBackendURL(backend.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- client.Run(context.Background()) }()
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		for !client.Status().Joined && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		wsURL := "ws" + strings.TrimPrefix(m.CallURL, "http") + "/chat"
+		c, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: []string{"chat.v1"}})
+		if err != nil {
+			t.Fatalf("%v: dial: %v", tt.args, err)
+		}
+		if got := c.Subprotocol(); got != tt.want {
+			t.Errorf("%v: subprotocol %q, want %q", tt.args, got, tt.want)
+		}
+		c.CloseNow()
+		_ = client.Shutdown(ctx)
+		<-done
+		cancel()
+		tc.sigs <- syscall.SIGTERM
+		if c := waitCode(t, code); c != 0 {
+			t.Fatalf("exit code %d", c)
+		}
 	}
 }

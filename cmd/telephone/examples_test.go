@@ -96,6 +96,9 @@ type k8sContainer struct {
 				Name string `yaml:"name"`
 				Key  string `yaml:"key"`
 			} `yaml:"secretKeyRef"`
+			FieldRef *struct {
+				FieldPath string `yaml:"fieldPath"`
+			} `yaml:"fieldRef"`
 		} `yaml:"valueFrom"`
 	} `yaml:"env"`
 	Ports []struct {
@@ -239,6 +242,81 @@ func TestKubernetesExample(t *testing.T) {
 	}
 	if !mountedUnder(cfg.TokenDBPath, tel) {
 		t.Errorf("TOKEN_DB_PATH %s is not on a mounted volume", cfg.TokenDBPath)
+	}
+	if time.Duration(pod.TerminationGracePeriodSeconds)*time.Second <= cfg.ShutdownTimeout {
+		t.Errorf("terminationGracePeriodSeconds %d must exceed SHUTDOWN_TIMEOUT %v", pod.TerminationGracePeriodSeconds, cfg.ShutdownTimeout)
+	}
+}
+
+// TestKubernetesReplicasExample checks examples/kubernetes-replicas: three replicas whose
+// telephones share one service-account key from the Secret (no shared token), name their
+// tokens after the pod, keep their token store on a per-pod volume, and are probed on /live
+// and /ready of the ops port; the environment is a valid `telephone run` configuration.
+func TestKubernetesReplicasExample(t *testing.T) {
+	t.Parallel()
+	objs := readK8s(t, "../../examples/kubernetes-replicas/telephone.yaml")
+	secret, dep := objs["Secret"], objs["Deployment"]
+	if r := dep.Spec.Replicas; r == nil || *r != 3 || len(objs) != 2 || secret.Metadata.Name == "" {
+		t.Fatalf("want a Secret and a Deployment with replicas: 3, got %d objects, replicas %v", len(objs), dep.Spec.Replicas)
+	}
+	pod := dep.Spec.Template.Spec
+	var tel *k8sContainer
+	for i := range pod.Containers {
+		if pod.Containers[i].Name == "telephone" {
+			tel = &pod.Containers[i]
+		}
+	}
+	if tel == nil {
+		t.Fatal("no telephone container")
+	}
+	env := map[string]string{}
+	for _, e := range tel.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			if ref.Name != secret.Metadata.Name || secret.StringData[ref.Key] == "" {
+				t.Errorf("%s refers to %s/%s, which the Secret does not hold", e.Name, ref.Name, ref.Key)
+			}
+			env[e.Name] = secret.StringData[ref.Key]
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+			if e.Name != "TELEPHONE_INSTANCE_ID" || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
+				t.Errorf("%s from %s: only TELEPHONE_INSTANCE_ID should come from the pod name", e.Name, e.ValueFrom.FieldRef.FieldPath)
+			}
+			env[e.Name] = "my-service-7d9f-abcde"
+		default:
+			env[e.Name] = e.Value
+		}
+	}
+	if _, shared := env["TELEPHONE_TOKEN"]; shared {
+		t.Error("a TELEPHONE_TOKEN shared by replicas breaks at the first refresh")
+	}
+	cfg := checkExampleConfig(t, env, nil, tel.Args...)
+	if cfg.ServiceAccountKey == "" || cfg.InstanceID != "my-service-7d9f-abcde" || cfg.PathID == "" {
+		t.Errorf("vending settings: key set %v, instance %q, path %q", cfg.ServiceAccountKey != "", cfg.InstanceID, cfg.PathID)
+	}
+	_, opsPort, _ := net.SplitHostPort(cfg.opsAddr())
+	ports := map[string]string{}
+	for _, p := range tel.Ports {
+		ports[p.Name] = strconv.Itoa(p.ContainerPort)
+	}
+	for _, p := range []struct {
+		probe *k8sProbe
+		path  string
+	}{{tel.LivenessProbe, "/live"}, {tel.ReadinessProbe, "/ready"}} {
+		if p.probe == nil || p.probe.HTTPGet.Path != p.path || ports[p.probe.HTTPGet.Port] != opsPort {
+			t.Errorf("probe %s: %+v, want GET %s on the ops port %s", p.path, p.probe, p.path, opsPort)
+		}
+	}
+	perPod := map[string]bool{}
+	for _, v := range pod.Volumes {
+		perPod[v.Name] = v.EmptyDir != nil
+	}
+	stored := false
+	for _, m := range tel.VolumeMounts {
+		stored = stored || perPod[m.Name] && strings.HasPrefix(cfg.TokenDBPath, strings.TrimSuffix(m.MountPath, "/")+"/")
+	}
+	if !stored {
+		t.Errorf("TOKEN_DB_PATH %s is not on a per-pod emptyDir volume", cfg.TokenDBPath)
 	}
 	if time.Duration(pod.TerminationGracePeriodSeconds)*time.Second <= cfg.ShutdownTimeout {
 		t.Errorf("terminationGracePeriodSeconds %d must exceed SHUTDOWN_TIMEOUT %v", pod.TerminationGracePeriodSeconds, cfg.ShutdownTimeout)

@@ -25,7 +25,8 @@ func (c *cli) run(args []string) int {
 		return exitOK
 	}
 	load := func() (Config, []error) {
-		return loadConfig(configInput{Env: c.environ(), Args: args, ReadFile: c.readFile})
+		host, _ := os.Hostname() // "" when unknown: the token is then named without it
+		return loadConfig(configInput{Env: c.environ(), Args: args, ReadFile: c.readFile, Hostname: host})
 	}
 	cfg, errs := load()
 	if len(errs) > 0 {
@@ -56,7 +57,7 @@ func (c *cli) runUsage() {
 	w := c.stdout
 	fmt.Fprint(w, "Usage: telephone [run] [--env FILE] [flags]\n\n")
 	fmt.Fprint(w, "Each setting is an environment variable; a flag overrides it, and both override the .env file.\n")
-	fmt.Fprint(w, "Secrets (TELEPHONE_TOKEN, SECRET_KEY_BASE, PLUGBOARD_SECRET_KEY_BASE) have no flag.\n\n")
+	fmt.Fprint(w, "Secrets (TELEPHONE_TOKEN, SECRET_KEY_BASE, PLUGBOARD_SECRET_KEY_BASE, PLUGBOARD_SERVICE_ACCOUNT_KEY) have no flag.\n\n")
 	fmt.Fprintf(w, "  %-30s %-28s %-12s %s\n", "VARIABLE", "FLAG", "DEFAULT", "MEANING")
 	fmt.Fprintf(w, "  %-30s %-28s %-12s %s\n", "", "--env", ".env", "file of KEY=value lines, loaded if it exists")
 	for _, s := range settings {

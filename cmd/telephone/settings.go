@@ -39,6 +39,13 @@ var settings = []setting{
 		set: func(c *Config, v string) error { return setSecret(&c.SecretKeyBase, v, 32) }},
 	{name: "TOKEN_DB_PATH", flag: "token-db-path", orig: true, help: "token store file (default telephone.db when SECRET_KEY_BASE is set)",
 		set: func(c *Config, v string) error { c.TokenDBPath = v; return nil }},
+	{name: "PLUGBOARD_SERVICE_ACCOUNT_KEY", help: "service-account API key (sa_live_...): each replica vends its own token",
+		set: setServiceAccountKey},
+	{name: "TELEPHONE_INSTANCE_ID", flag: "instance-id", help: "this replica's name in the tokens it vends (default: the host name)",
+		set: func(c *Config, v string) error { c.InstanceID = v; return nil }},
+	{name: "PLUGBOARD_PATH_ID", flag: "path-id", help: "path id the service-account key must be bound to (optional)", set: setPathID},
+	{name: "PLUGBOARD_API_URL", flag: "api-url", help: "Plugboard's HTTP(S) origin for token vending (default: PLUGBOARD_URL's origin, ws->http, wss->https)",
+		set: setAPIURL},
 	durSetting("DB_TIMEOUT", "db-timeout", 5*time.Second, true, false, "how long a token store operation waits for a lock", func(c *Config) *time.Duration { return &c.DBTimeout }, 10*time.Millisecond, 5*time.Minute),
 	{name: "BACKEND_HOST", flag: "backend-host", def: "localhost", orig: true, live: true, help: "backend host", set: setBackendHost},
 	intSetting("BACKEND_PORT", "backend-port", "8080", true, true, "backend port", intField(func(c *Config) *int { return &c.BackendPort }, 1, 65535)),
@@ -223,15 +230,23 @@ func setBackendURL(c *Config, v string) error {
 	if v == "" {
 		return nil
 	}
-	u, err := parseURL(v, "http", "https")
-	switch {
-	case err != nil:
+	if _, err := parseHTTPURL(v); err != nil {
 		return err
-	case u.RawQuery != "" || u.Fragment != "":
-		return fmt.Errorf("must not have a query or fragment")
 	}
 	c.BackendURL = v
 	return nil
+}
+
+// parseHTTPURL parses an http(s) URL without a query or fragment.
+func parseHTTPURL(v string) (*url.URL, error) {
+	u, err := parseURL(v, "http", "https")
+	switch {
+	case err != nil:
+		return nil, err
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("must not have a query or fragment")
+	}
+	return u, nil
 }
 
 func setRateLimit(c *Config, v string) error {

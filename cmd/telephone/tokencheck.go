@@ -56,9 +56,10 @@ func firstNonEmpty(vals ...string) string {
 
 // tokenChecker evaluates and prints tokens.
 type tokenChecker struct {
-	w   io.Writer
-	now time.Time
-	key []byte // Plugboard's derived key; nil when PLUGBOARD_SECRET_KEY_BASE is unknown
+	w       io.Writer
+	now     time.Time
+	key     []byte // Plugboard's derived key; nil when PLUGBOARD_SECRET_KEY_BASE is unknown
+	vending bool   // PLUGBOARD_SERVICE_ACCOUNT_KEY is set: run vends a token when none is usable
 }
 
 // checkedToken is one token and what the checks found.
@@ -74,6 +75,7 @@ type checkedToken struct {
 func (t *checkedToken) usable() bool { return t.problem == nil }
 
 func (tc *tokenChecker) run(get func(string) string, dbPath string) int {
+	tc.vending = get("PLUGBOARD_SERVICE_ACCOUNT_KEY") != ""
 	var cands []*checkedToken
 	if conf := tc.configured(get); conf != nil {
 		cands = append(cands, conf)
@@ -242,6 +244,10 @@ func (tc *tokenChecker) decide(cands []*checkedToken) int {
 		}
 	}
 	fmt.Fprintln(tc.w)
+	if best == nil && tc.vending {
+		fmt.Fprintln(tc.w, "Result: no usable token; telephone run would vend one with PLUGBOARD_SERVICE_ACCOUNT_KEY (Plugboard's token vending API).")
+		return exitOK
+	}
 	if best == nil {
 		fmt.Fprintln(tc.w, "Result: NO usable token. telephone run would stop with \"no usable token\".")
 		fmt.Fprintln(tc.w, "  - get a new token for the path from Plugboard and set TELEPHONE_TOKEN (in the environment or .env);")

@@ -95,6 +95,8 @@ func TestTokenCheck(t *testing.T) {
 			1, []string{"unreadable:", "no row decrypts: the store was written with a different SECRET_KEY_BASE"}, nil},
 		{"only expired stored", map[string]string{"SECRET_KEY_BASE": storeSecret}, nil, []string{"--db", expiredOnly(t, dir, now, expired)},
 			1, []string{"no unexpired token stored"}, nil},
+		{"vending", map[string]string{"PLUGBOARD_SERVICE_ACCOUNT_KEY": "sa_live_secret_key"}, nil, []string{"--db", filepath.Join(dir, "none.db")},
+			0, []string{"would vend one with PLUGBOARD_SERVICE_ACCOUNT_KEY"}, []string{"sa_live_secret_key"}},
 		{"store is a directory", map[string]string{"SECRET_KEY_BASE": storeSecret, "TOKEN_DB_PATH": dir}, nil, nil,
 			1, []string{"cannot open:"}, nil},
 	}

@@ -71,6 +71,9 @@ func childEnv(env targetEnv, token, dbPath, secret string) ([]string, error) {
 		"DB_TIMEOUT=" + env.DBTimeout.String(),
 		"HEALTH_CHECK_PORT=0",
 	}
+	if env.ServiceAccountKey != "" {
+		vars = append(vars, "PLUGBOARD_SERVICE_ACCOUNT_KEY="+env.ServiceAccountKey, "TELEPHONE_INSTANCE_ID="+env.InstanceID)
+	}
 	switch env.RateLimit {
 	case "":
 	case rateOff:
@@ -88,36 +91,61 @@ func (b *binaryTarget) Start(_ context.Context, env targetEnv) error {
 		return err
 	}
 	b.dir = dir
-	for i, tok := range env.Tokens {
-		if err := b.startOne(env, tok, i); err != nil {
+	for i, spec := range replicas(env) {
+		secret := make([]byte, 32)
+		_, _ = rand.Read(secret) // never fails (crypto/rand)
+		vars, err := childEnv(spec.env, spec.token, filepath.Join(b.dir, fmt.Sprintf("telephone-%d.db", i)), hex.EncodeToString(secret))
+		if err != nil {
 			return err
 		}
+		p, err := b.startProc(vars)
+		if err != nil {
+			return err
+		}
+		b.procs = append(b.procs, p)
 	}
 	return nil
 }
 
-func (b *binaryTarget) startOne(env targetEnv, token string, i int) error {
-	secret := make([]byte, 32)
-	_, _ = rand.Read(secret) // never fails (crypto/rand)
-	vars, err := childEnv(env, token, filepath.Join(b.dir, fmt.Sprintf("telephone-%d.db", i)), hex.EncodeToString(secret))
+// Restart sends SIGTERM to child i, waits for it and starts it again with the same
+// environment (its token database included).
+func (b *binaryTarget) Restart(ctx context.Context, i int) error {
+	p := b.procs[i]
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("child %d killed after %w", i, ctx.Err())
+	}
+	if p.err != nil && !isSignalExit(p.err) {
+		return fmt.Errorf("child %d: %w (output: %q)", i, p.err, p.output.String())
+	}
+	np, err := b.startProc(p.cmd.Env)
 	if err != nil {
 		return err
 	}
+	b.procs[i] = np
+	return nil
+}
+
+// startProc starts one child with the environment vars.
+func (b *binaryTarget) startProc(vars []string) (*childProc, error) {
 	cmd := exec.Command(b.path, b.args...)
 	cmd.Env = vars
 	cmd.Dir = b.dir
 	out := newTailBuffer(8 << 10)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", b.path, err)
+		return nil, fmt.Errorf("start %s: %w", b.path, err)
 	}
 	p := &childProc{cmd: cmd, output: out, done: make(chan struct{})}
-	go func() { // owned by p; joined through p.done in Stop
+	go func() { // owned by p; joined through p.done in Stop or Restart
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	b.procs = append(b.procs, p)
-	return nil
+	return p, nil
 }
 
 func (b *binaryTarget) Usage() (usage, error) {

@@ -23,7 +23,8 @@ const (
 	scnSockCut  = "socket-cut"
 	scnHerd     = "herd"
 	scnSoak     = "soak"
-	scnAll      = "all" // every scenario but soak
+	scnScale    = "scale-out" // run only when named, like soak
+	scnAll      = "all"       // every scenario but soak
 	inProcLabel = "in-process"
 )
 
@@ -77,6 +78,9 @@ type config struct {
 	initialBackoff   time.Duration
 	maxBackoff       time.Duration
 	soakSample       time.Duration
+	scaleReplicas    int
+	scaleLifetime    time.Duration
+	scaleDuration    time.Duration
 	targets          []targetSpec
 	inProcess        bool
 	direct           bool
@@ -129,6 +133,9 @@ func defaultConfig() config {
 		maxBackoff:       10 * time.Second,
 		soakSample:       30 * time.Second,
 		joinRef:          joinRefStrict,
+		scaleReplicas:    3,
+		scaleLifetime:    60 * time.Second,
+		scaleDuration:    3 * time.Minute,
 		inProcess:        true,
 		direct:           true,
 		progress:         true,
@@ -141,7 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var scenarios, sizes string
-	fs.StringVar(&scenarios, "scenario", scnAll, "comma-separated scenarios: "+strings.Join(append(slices.Clone(allScenarios), scnSoak, scnAll), ", "))
+	fs.StringVar(&scenarios, "scenario", scnAll, "comma-separated scenarios: "+strings.Join(append(slices.Clone(allScenarios), scnSoak, scnScale, scnAll), ", "))
 	fs.DurationVar(&c.duration, "duration", c.duration, "load phase of steady and soak (upper bound of binary)")
 	fs.IntVar(&c.concurrency, "concurrency", c.concurrency, "concurrent callers of steady, binary and soak")
 	fs.Int64Var(&c.maxRequests, "max-requests", 0, "stop steady and soak after this many requests (0: duration only)")
@@ -172,6 +179,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.initialBackoff, "initial-backoff", c.initialBackoff, "INITIAL_BACKOFF of the telephones")
 	fs.DurationVar(&c.maxBackoff, "max-backoff", c.maxBackoff, "MAX_BACKOFF of the telephones")
 	fs.DurationVar(&c.soakSample, "soak-sample", c.soakSample, "how often soak samples the telephone's memory")
+	fs.IntVar(&c.scaleReplicas, "scale-replicas", c.scaleReplicas, "scale-out: telephones sharing one service-account key")
+	fs.DurationVar(&c.scaleLifetime, "scale-token-lifetime", c.scaleLifetime, "scale-out: the devserver's token lifetime (refresh at half of it)")
+	fs.DurationVar(&c.scaleDuration, "scale-duration", c.scaleDuration, "scale-out: load phase, during which every replica is restarted once")
 	fs.Func("binary", "telephone binary to test as a child process, [LABEL=]PATH; repeat or comma-separate to compare builds", c.addBinaries)
 	fs.BoolVar(&c.inProcess, "inprocess", true, "also test the in-process telephone.Client")
 	fs.BoolVar(&c.direct, "direct", true, "send the same load straight to the backend for the ratio")
@@ -264,6 +274,8 @@ func (c *config) validate() error {
 		{c.herd >= minHerd && c.herd <= 1000, "--herd must be between 10 and 1000 (fewer make the spread check a coin toss)"},
 		{c.initialBackoff > 0 && c.maxBackoff >= c.initialBackoff, "--initial-backoff must be positive and at most --max-backoff"},
 		{c.soakSample > 0, "--soak-sample must be positive"},
+		{c.scaleReplicas >= 2 && c.scaleReplicas <= 50, "--scale-replicas must be between 2 and 50"},
+		{c.scaleLifetime >= 2*time.Second && c.scaleDuration > 0, "--scale-token-lifetime must be at least 2s and --scale-duration positive"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
@@ -281,7 +293,7 @@ func parseScenarios(v string) ([]string, error) {
 		switch {
 		case name == scnAll:
 			out = append(out, allScenarios...)
-		case name == scnSoak || slices.Contains(allScenarios, name):
+		case name == scnSoak || name == scnScale || slices.Contains(allScenarios, name):
 			out = append(out, name)
 		default:
 			return nil, fmt.Errorf("%w: unknown scenario %q", errUsage, name)

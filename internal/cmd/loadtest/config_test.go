@@ -45,6 +45,9 @@ func TestParseFlags(t *testing.T) {
 			return slices.Equal(c.largeSizes, []int64{1 << 20, 3 << 10, 17, 9})
 		}},
 		{"durations", []string{"--duration", "1h", "--outage", "5s"}, func(c config) bool { return c.duration == time.Hour && c.outage == 5*time.Second }},
+		{"scale-out", []string{"--scenario", "scale-out", "--scale-replicas", "5", "--scale-token-lifetime", "30s", "--scale-duration", "1m"}, func(c config) bool {
+			return slices.Equal(c.scenarios, []string{scnScale}) && c.scaleReplicas == 5 && c.scaleLifetime == 30*time.Second && c.scaleDuration == time.Minute
+		}},
 		{"rate limit off", []string{"--rate-limit", "off"}, func(c config) bool { return c.rateLimit == rateOff }},
 		{"rate limit number", []string{"--rate-limit", "2500"}, func(c config) bool { return c.rateLimit == "2500" }},
 		{"join-ref default", nil, func(c config) bool { return c.joinRef == joinRefStrict }},
@@ -71,6 +74,9 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"--duration", "0s"},
 		{"--concurrency", "0"},
 		{"--herd", "9"},
+		{"--scale-replicas", "1"},
+		{"--scale-token-lifetime", "1s"},
+		{"--scale-duration", "0s"},
 		{"--initial-backoff", "5s", "--max-backoff", "1s"},
 		{"--rate-limit", "-3"},
 		{"--rate-limit", "fast"},

@@ -15,6 +15,14 @@
 //	go run ./internal/cmd/loadtest --binary ./telephone --binary orig=./sidecar
 //	go run ./internal/cmd/loadtest --scenario soak --duration 1h
 //	go run ./internal/cmd/loadtest --scenario steady,herd --json
+//	go run ./internal/cmd/loadtest --scenario scale-out --binary ./telephone
+//
+// The scale-out scenario (run only when named) starts --scale-replicas telephones (3) from one
+// service-account key (PLUGBOARD_SERVICE_ACCOUNT_KEY for binaries, beyond the original
+// variables) against a devserver whose tokens live --scale-token-lifetime (60 s), sends steady
+// load for --scale-duration (3 min) and restarts each replica once; it checks that all are
+// joined at the end with distinct tokens, that no socket upgrade is refused in a loop, that
+// restarts reuse their stored token, and that no telephone exits.
 package main
 
 import (

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/tokenstore"
 )
 
 // fakeTelephoneArg makes the test binary act as a telephone binary: it reads the original
@@ -45,21 +46,26 @@ var originalVars = []string{
 	"MAX_RESPONSE_SIZE", "CHUNK_SIZE", "DB_TIMEOUT", "HEALTH_CHECK_PORT",
 }
 
+// vendingVars are the scale-out scenario's variables outside the original set.
+var vendingVars = []string{"PLUGBOARD_SERVICE_ACCOUNT_KEY", "TELEPHONE_INSTANCE_ID"}
+
 // envFromVars reads a targetEnv and the token back from a child's environment. It refuses an
-// environment that has any variable outside the original set, or lacks one of them.
+// environment that has any variable outside the original set (and the vending ones), or lacks
+// one of the original ones.
 func envFromVars(environ []string) (targetEnv, string, error) {
 	vars := map[string]string{}
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
-		if !slices.Contains(originalVars, k) {
+		if !slices.Contains(originalVars, k) && !slices.Contains(vendingVars, k) {
 			return targetEnv{}, "", fmt.Errorf("variable %s is not one of the original sidecar's", k)
 		}
 		vars[k] = v
 	}
-	if len(vars) != len(originalVars) {
-		return targetEnv{}, "", fmt.Errorf("got %d of the %d original variables", len(vars), len(originalVars))
+	if n := len(vars) - len(vendingVars); n != len(originalVars) && n+len(vendingVars) != len(originalVars) {
+		return targetEnv{}, "", fmt.Errorf("got %d variables, want the %d original ones", len(vars), len(originalVars))
 	}
-	env := targetEnv{SocketURL: vars["PLUGBOARD_URL"], Backend: vars["BACKEND_HOST"] + ":" + vars["BACKEND_PORT"]}
+	env := targetEnv{SocketURL: vars["PLUGBOARD_URL"], Backend: vars["BACKEND_HOST"] + ":" + vars["BACKEND_PORT"],
+		ServiceAccountKey: vars["PLUGBOARD_SERVICE_ACCOUNT_KEY"], InstanceID: vars["TELEPHONE_INSTANCE_ID"]}
 	var errs []error
 	dur := func(k string, dst *time.Duration) {
 		d, err := time.ParseDuration(vars[k])
@@ -92,7 +98,17 @@ func fakeTelephone() int {
 		fmt.Fprintln(os.Stderr, "fake telephone:", err)
 		return 3
 	}
-	c, err := telephone.New(env.SocketURL, clientOptions(env, token)...)
+	opts := clientOptions(env, token)
+	if env.ServiceAccountKey != "" { // a replica keeps its vended token across restarts
+		store, err := tokenstore.OpenSQLite(os.Getenv("TOKEN_DB_PATH"), os.Getenv("SECRET_KEY_BASE"), tokenstore.SQLiteOptions{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake telephone:", err)
+			return 3
+		}
+		defer store.Close()
+		opts = append(opts, telephone.WithTokenStore(store))
+	}
+	c, err := telephone.New(env.SocketURL, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fake telephone:", err)
 		return 3
@@ -192,6 +208,32 @@ func TestChaosShort(t *testing.T) {
 		}
 		if r.Scenario == scnSteady && (r.PeakRSS == 0 || r.CPUSeconds == 0 || !strings.Contains(r.MeasureScope, "child")) {
 			t.Errorf("child CPU/RSS not measured: %+v", r)
+		}
+	}
+}
+
+// TestScaleOutShort is the scale-out scenario's CI form: three replicas from one
+// service-account key (in-process, then as three child processes), a 4 s token lifetime
+// (refreshed every 2 s) and 8 s of steady load during which each replica is restarted once.
+func TestScaleOutShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the scale-out run takes about 20 s")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := shortConfig()
+	cfg.scenarios = []string{scnScale}
+	cfg.scaleLifetime = 4 * time.Second
+	cfg.scaleDuration = 8 * time.Second
+	cfg.direct = false
+	cfg.targets = []targetSpec{{label: inProcLabel}, {label: "fake", path: exe, args: []string{fakeTelephoneArg}}}
+	code, rep := runJSON(t, cfg)
+	checkReport(t, code, rep, cfg.scenarios, 2)
+	for _, r := range rep.Results {
+		if len(r.Checks) < 8 {
+			t.Errorf("%s: %d checks, want the scale-out ones: %+v", r.Target, len(r.Checks), r.Checks)
 		}
 	}
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/verastack/telephone/internal/plugtoken"
@@ -20,12 +22,14 @@ type plugboard struct {
 	hs    *http.Server
 	conns *connLog
 	wg    sync.WaitGroup // joins the Serve goroutine
+
+	refused atomic.Int64 // telephone socket upgrades answered 403
+	vended  atomic.Int64 // tokens vended (201 from the token vending endpoint)
 }
 
 // startPlugboard serves a telephonetest.Server on 127.0.0.1 with the given caller-side
-// request timeout (0: the server's default, 60 s); lenient accepts any join_ref, as
-// Phoenix 1.8.2 and older do.
-func startPlugboard(requestTimeout time.Duration, lenient bool) (*plugboard, error) {
+// request timeout (0: the server's default, 60 s) and further server options.
+func startPlugboard(requestTimeout time.Duration, opts ...telephonetest.Option) (*plugboard, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("devserver: %w", err)
@@ -33,12 +37,8 @@ func startPlugboard(requestTimeout time.Duration, lenient bool) (*plugboard, err
 	// telephonetest.Serve derives its URLs from the listener's address; it gets an idle stand-in
 	// so that the wrapped handler below serves the real listener.
 	idle := newIdleListener(ln.Addr())
-	opts := []telephonetest.Option{telephonetest.WithRequestTimeout(requestTimeout)}
-	if lenient {
-		opts = append(opts, telephonetest.WithLenientJoinRef())
-	}
 	p := &plugboard{
-		srv:   telephonetest.Serve(idle, opts...),
+		srv:   telephonetest.Serve(idle, append([]telephonetest.Option{telephonetest.WithRequestTimeout(requestTimeout)}, opts...)...),
 		conns: newConnLog(),
 	}
 	p.hs = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
@@ -46,14 +46,45 @@ func startPlugboard(requestTimeout time.Duration, lenient bool) (*plugboard, err
 	return p, nil
 }
 
-// ServeHTTP logs telephone socket connects, then hands every request to the server.
+// ServeHTTP logs telephone socket connects, then hands every request to the server; it
+// counts refused socket upgrades and vended tokens.
 func (p *plugboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/telephone/websocket" {
+	var counter *atomic.Int64
+	switch r.URL.Path {
+	case "/telephone/websocket":
 		if c, err := plugtoken.Parse(r.URL.Query().Get("token")); err == nil {
 			p.conns.add(c.PathID, time.Now())
 		}
+		counter = &p.refused
+	case telephonetest.VendPath:
+		counter = &p.vended
+	default:
+		p.srv.Handler().ServeHTTP(w, r)
+		return
 	}
-	p.srv.Handler().ServeHTTP(w, r)
+	sw := &statusWriter{ResponseWriter: w}
+	p.srv.Handler().ServeHTTP(sw, r)
+	if sw.status == http.StatusForbidden && counter == &p.refused || sw.status == http.StatusCreated && counter == &p.vended {
+		counter.Add(1)
+	}
+}
+
+// statusWriter records the status of a response; it passes Hijack through for WebSocket
+// upgrades.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(s.ResponseWriter).Hijack()
 }
 
 // Close closes every telephone socket (1001), fails waiting callers and stops serving.

@@ -59,6 +59,8 @@ func (r *runner) scenario(ctx context.Context, name string) []*result {
 		return r.perTarget(ctx, r.backendRestart)
 	case scnSockCut:
 		return r.perTarget(ctx, r.socketCut)
+	case scnScale:
+		return r.perTarget(ctx, r.scaleOut)
 	default: // scnHerd; names were validated by parseScenarios
 		return r.perTarget(ctx, r.herd)
 	}
@@ -104,7 +106,11 @@ func (r *runner) open(ctx context.Context, ts targetSpec, n int, env targetEnv) 
 	if s.backend, err = startBackend("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
-	if s.pb, err = startPlugboard(env.RequestTimeout+30*time.Second, r.cfg.joinRef == joinRefLenient); err != nil {
+	var pbOpts []telephonetest.Option
+	if r.cfg.joinRef == joinRefLenient {
+		pbOpts = append(pbOpts, telephonetest.WithLenientJoinRef())
+	}
+	if s.pb, err = startPlugboard(env.RequestTimeout+30*time.Second, pbOpts...); err != nil {
 		s.backend.Close()
 		return nil, err
 	}

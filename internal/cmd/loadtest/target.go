@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/tokenstore"
 )
 
 // usage is a resource snapshot of a telephone under test.
@@ -64,6 +65,42 @@ type targetEnv struct {
 	// MaxConcurrent raises the in-process concurrency limit above telephone's default when
 	// larger; binaries keep their own default (the original variables cannot set it).
 	MaxConcurrent int
+	// ServiceAccountKey, when set, starts Replicas telephones without tokens that vend their
+	// own (scale-out), each with a token store that survives its restarts. Binaries get
+	// PLUGBOARD_SERVICE_ACCOUNT_KEY and TELEPHONE_INSTANCE_ID, outside the original variables.
+	ServiceAccountKey string
+	Replicas          int
+	InstanceID        string // set per replica by replicas
+}
+
+// replicaSpec is one telephone to start: its settings and token ("" when it vends).
+type replicaSpec struct {
+	env   targetEnv
+	token string
+}
+
+// replicas lists the telephones of env: one per token, or Replicas vending ones.
+func replicas(env targetEnv) []replicaSpec {
+	var out []replicaSpec
+	if env.ServiceAccountKey == "" {
+		for _, tok := range env.Tokens {
+			out = append(out, replicaSpec{env: env, token: tok})
+		}
+		return out
+	}
+	for i := range env.Replicas {
+		e := env
+		e.InstanceID = fmt.Sprintf("replica-%d", i)
+		out = append(out, replicaSpec{env: e})
+	}
+	return out
+}
+
+// restarter is a target whose telephones can be restarted one at a time (scale-out).
+type restarter interface {
+	// Restart stops telephone i gracefully and starts it again with the same settings and
+	// token store; it fails when the telephone did not stop cleanly.
+	Restart(ctx context.Context, i int) error
 }
 
 // defaultTargetEnv returns the settings shared by every scenario (the documented typical
@@ -86,7 +123,9 @@ func defaultTargetEnv() targetEnv {
 // WithBackendURL.
 type inProcess struct {
 	clients []*telephone.Client
-	runs    sync.WaitGroup // joins the Run goroutines
+	specs   []replicaSpec
+	stores  []telephone.TokenStore // per client; kept across Restart
+	runs    sync.WaitGroup         // joins the Run goroutines
 	cpu0    time.Duration
 	sampler *heapSampler
 	resetOK bool
@@ -110,7 +149,6 @@ func (p *inProcess) Scope() string {
 // clientOptions maps a targetEnv to the telephone options a sidecar would get.
 func clientOptions(env targetEnv, token string) []telephone.Option {
 	opts := []telephone.Option{
-		telephone.WithToken(token),
 		telephone.WithBackendURL("http://" + env.Backend),
 		telephone.WithConnectTimeout(env.ConnectTimeout),
 		telephone.WithRequestTimeout(env.RequestTimeout),
@@ -131,14 +169,25 @@ func clientOptions(env targetEnv, token string) []telephone.Option {
 	if env.MaxConcurrent > telephone.DefaultMaxConcurrent {
 		opts = append(opts, telephone.WithMaxConcurrentRequests(env.MaxConcurrent, telephone.DefaultQueueWait))
 	}
+	if token != "" {
+		opts = append(opts, telephone.WithToken(token))
+	}
+	if env.ServiceAccountKey != "" {
+		opts = append(opts, telephone.WithTokenVending(telephone.TokenVending{APIKey: env.ServiceAccountKey, InstanceID: env.InstanceID}))
+	}
 	return opts
 }
 
 func (p *inProcess) Start(_ context.Context, env targetEnv) error {
-	for _, tok := range env.Tokens {
-		c, err := telephone.New(env.SocketURL, clientOptions(env, tok)...)
+	p.specs = replicas(env)
+	p.stores = make([]telephone.TokenStore, len(p.specs))
+	for i := range p.specs {
+		if env.ServiceAccountKey != "" {
+			p.stores[i] = tokenstore.NewMemory()
+		}
+		c, err := p.newClient(i)
 		if err != nil {
-			return fmt.Errorf("in-process telephone: %w", err)
+			return err
 		}
 		p.clients = append(p.clients, c)
 	}
@@ -146,14 +195,47 @@ func (p *inProcess) Start(_ context.Context, env targetEnv) error {
 	p.cpu0, _ = selfCPU()
 	p.sampler = startHeapSampler(20 * time.Millisecond)
 	for _, c := range p.clients {
-		p.runs.Go(func() {
-			if err := c.Run(context.Background()); err != nil {
-				p.mu.Lock()
-				p.errs = append(p.errs, err)
-				p.mu.Unlock()
-			}
-		})
+		p.run(c)
 	}
+	return nil
+}
+
+// run runs c until it stops, recording the error Run returns.
+func (p *inProcess) run(c *telephone.Client) {
+	p.runs.Go(func() {
+		if err := c.Run(context.Background()); err != nil {
+			p.mu.Lock()
+			p.errs = append(p.errs, err)
+			p.mu.Unlock()
+		}
+	})
+}
+
+// newClient builds client i from its spec and token store.
+func (p *inProcess) newClient(i int) (*telephone.Client, error) {
+	spec := p.specs[i]
+	opts := clientOptions(spec.env, spec.token)
+	if p.stores[i] != nil {
+		opts = append(opts, telephone.WithTokenStore(p.stores[i]))
+	}
+	c, err := telephone.New(spec.env.SocketURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("in-process telephone %d: %w", i, err)
+	}
+	return c, nil
+}
+
+// Restart shuts client i down and starts a new Client with the same options and store.
+func (p *inProcess) Restart(ctx context.Context, i int) error {
+	if err := p.clients[i].Shutdown(ctx); err != nil {
+		return fmt.Errorf("in-process telephone %d: shutdown: %w", i, err)
+	}
+	c, err := p.newClient(i)
+	if err != nil {
+		return err
+	}
+	p.clients[i] = c
+	p.run(c)
 	return nil
 }
 
