@@ -300,13 +300,21 @@ func TestTokenSharedWithARefreshingReplicaIsExplained(t *testing.T) {
 	t.Parallel()
 	srv := telephonetest.NewServer()
 	defer srv.Close()
-	shared, _ := srv.Mint(telephonetest.NewPathID(), 3*time.Second) // refreshed at about 1.5 s
+	// Refreshed at about 4 s; long enough not to expire before a loaded machine starts the client.
+	shared, _ := srv.Mint(telephonetest.NewPathID(), 8*time.Second)
 	first, err := telephone.New(srv.SocketURL(), telephone.WithToken(shared.Token), telephone.WithHandler(http.NotFoundHandler()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	runClient(t, first)
-	waitFor(t, func() bool { return !first.Status().LastRefresh.IsZero() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for first.Status().LastRefresh.IsZero() {
+		if ctx.Err() != nil {
+			t.Fatalf("the first replica did not refresh: %+v", first.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	logs := &syncBuf{}
 	second, _ := telephone.New(srv.SocketURL(), telephone.WithToken(shared.Token), telephone.WithHandler(http.NotFoundHandler()),
 		telephone.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
