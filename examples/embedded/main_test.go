@@ -138,3 +138,20 @@ func TestHealthzBeforeJoin(t *testing.T) {
 		t.Error("a bad Plugboard URL must be an error")
 	}
 }
+
+// TestStopBeforeRunStarts stops the program before the tunnel's Run has begun (a SIGTERM at
+// start-up): Shutdown comes first, Run answers ErrClientClosed, and that is a clean stop.
+func TestStopBeforeRunStarts(t *testing.T) {
+	plugboard := telephonetest.NewServer()
+	defer plugboard.Close()
+	tok, err := plugboard.Mint("", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	stop()
+	if err := run(ctx, config{PlugboardURL: plugboard.SocketURL(), Token: tok.Token, ListenAddr: "127.0.0.1:0"},
+		slog.New(slog.DiscardHandler), nil); err != nil {
+		t.Fatalf("run with a cancelled context = %v, want nil", err)
+	}
+}

@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -50,7 +51,10 @@ func run(ctx context.Context, plugboardURL, token string, log *slog.Logger) erro
 	if err := client.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", slog.Any("error", err))
 	}
-	return <-ran
+	if err := <-ran; !errors.Is(err, telephone.ErrClientClosed) { // ErrClientClosed: Shutdown came first
+		return err
+	}
+	return nil
 }
 
 // newHandler is the API under test: a key-value store of notes.

@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -60,7 +61,9 @@ func run(ctx context.Context, plugboardURL, token string, log *slog.Logger) erro
 		if err := client.Shutdown(shutdownCtx); err != nil { // closes the proxied WebSockets too
 			log.Warn("shutdown", slog.Any("error", err))
 		}
-		err = <-ran
+		if err = <-ran; errors.Is(err, telephone.ErrClientClosed) { // Shutdown came before Run
+			err = nil
+		}
 	}
 	room.wait()
 	return err
