@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/verastack/telephone"
 )
 
 // binaryTarget runs a telephone binary (ours, the original sidecar, any build that reads the
@@ -70,6 +72,9 @@ func childEnv(env targetEnv, token, dbPath, secret string) ([]string, error) {
 		"CHUNK_SIZE=" + strconv.Itoa(env.ChunkSize),
 		"DB_TIMEOUT=" + env.DBTimeout.String(),
 		"HEALTH_CHECK_PORT=0",
+	}
+	if env.MemoryBudget > telephone.DefaultMemoryBudget {
+		vars = append(vars, "MEMORY_BUDGET="+strconv.FormatInt(env.MemoryBudget, 10))
 	}
 	if env.ServiceAccountKey != "" {
 		vars = append(vars, "PLUGBOARD_SERVICE_ACCOUNT_KEY="+env.ServiceAccountKey, "TELEPHONE_INSTANCE_ID="+env.InstanceID)

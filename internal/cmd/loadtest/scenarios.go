@@ -355,6 +355,9 @@ func (r *runner) largePlan(size int64) loadPlan {
 		env: func(e *targetEnv) {
 			e.MaxResponseSize = max(e.MaxResponseSize, size+int64(e.ChunkSize))
 			e.RequestTimeout = max(e.RequestTimeout, 2*time.Minute)
+			// Room for every response at once (three times its size while it grows): this
+			// scenario measures the memory of a response, the budget scenario the budget.
+			e.MemoryBudget = 3*size*int64(conc) + 64<<20
 		},
 		judge: func(res *result, _ *loadResult, _ targetSpec) {
 			inFlight := float64(size) * float64(conc)

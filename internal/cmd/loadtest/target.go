@@ -71,6 +71,10 @@ type targetEnv struct {
 	ServiceAccountKey string
 	Replicas          int
 	InstanceID        string // set per replica by replicas
+	// MemoryBudget, when above telephone's default, raises the memory budget so that it does
+	// not refuse what a scenario measures (large: the memory of each response). Binaries get it
+	// as MEMORY_BUDGET, outside the original variables (the original ignores it).
+	MemoryBudget int64
 }
 
 // replicaSpec is one telephone to start: its settings and token ("" when it vends).
@@ -165,6 +169,9 @@ func clientOptions(env targetEnv, token string) []telephone.Option {
 	default:
 		n, _ := strconv.ParseFloat(env.RateLimit, 64) // validated by parseRateLimit
 		opts = append(opts, telephone.WithRateLimit(n, rateBurst(n)))
+	}
+	if env.MemoryBudget > telephone.DefaultMemoryBudget {
+		opts = append(opts, telephone.WithMemoryBudget(env.MemoryBudget))
 	}
 	if env.MaxConcurrent > telephone.DefaultMaxConcurrent {
 		opts = append(opts, telephone.WithMaxConcurrentRequests(env.MaxConcurrent, telephone.DefaultQueueWait))
