@@ -52,6 +52,7 @@ var reloadRules = []reloadRule{
 	{"WithMetrics", false, true, func(o *options) []any { return []any{&o.metrics} }},
 	{"WithChunkSize", false, false, func(o *options) []any { return []any{&o.chunkSize} }},
 	{"WithMaxConcurrentRequests", false, false, func(o *options) []any { return []any{&o.maxConcurrent, &o.queueWait} }},
+	{"WithMemoryBudget", false, false, func(o *options) []any { return []any{&o.memoryBudget} }},
 	{"WithCircuitBreaker", false, false, func(o *options) []any { return []any{&o.breakerFailures, &o.breakerOpenFor} }},
 	{"WithRetries", false, false, func(o *options) []any { return []any{&o.retries, &o.retryBackoff} }},
 	{"WithHeartbeat", false, false, func(o *options) []any { return []any{&o.heartbeatInterval, &o.heartbeatMisses} }},

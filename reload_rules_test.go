@@ -89,6 +89,7 @@ func reloadCases() map[string]reloadCase {
 		"WithAcceptEncodingPassthrough": {opt: WithAcceptEncodingPassthrough()},
 		"WithMaxRequestBody":            {opt: WithMaxRequestBody(100)},
 		"WithMaxConcurrentRequests":     {opt: WithMaxConcurrentRequests(4, 0)},
+		"WithMemoryBudget":              {opt: WithMemoryBudget(64 << 20)},
 		"WithRateLimit":                 {opt: WithRateLimit(5, 1)},
 		"WithCircuitBreaker":            {opt: WithCircuitBreaker(0, 0)},
 		"WithRetries":                   {opt: WithRetries(0, 0)},

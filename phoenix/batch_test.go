@@ -121,6 +121,7 @@ func TestSocketInlineWrites(t *testing.T) {
 		if err := <-first; err != nil {
 			t.Fatal(err)
 		}
+		synctest.Wait() // the writer has finished e2 and is idle again
 		res := make(chan error, 1)
 		go func() { res <- c.Send(t.Context(), "doomed", nil) }()
 		synctest.Wait()
