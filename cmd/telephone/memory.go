@@ -14,8 +14,9 @@ import (
 
 const (
 	// softLimitHeadroom is added to MEMORY_BUDGET for the soft memory limit (GOMEMLIMIT):
-	// room for everything but bodies (code, stacks, buffers, metrics).
-	softLimitHeadroom = 64 << 20
+	// room for everything but bodies (code, stacks, buffers, metrics), and for garbage the
+	// collector has not reclaimed yet, within the budget + 64 MiB the loadtest holds it to.
+	softLimitHeadroom = 32 << 20
 	// trimEvery is how often the trimmer looks at idle heap memory.
 	trimEvery = 10 * time.Second
 	// trimAbove is how much heap the runtime may hold (objects, live or not yet collected,
