@@ -36,8 +36,12 @@
 //
 // A Socket owns its Conn and closes it. Each Socket runs one reader goroutine, one
 // writer goroutine, one heartbeat goroutine (unless disabled) and one delivery
-// goroutine per Channel with a handler; Close stops and joins all of them, and
-// Done is closed once they have all ended. All Socket and Channel methods are safe
+// goroutine per Channel with a handler (none with SocketOptions.InlineHandlers, which
+// runs handlers on the reader); Close stops and joins all of them, and Done is closed
+// once they have all ended. The writer drains queued frames in batches (one flush
+// with a Conn that implements BatchWriter); with SocketOptions.InlineWrites a sender
+// that finds it idle writes its own frame. Channel.SendAppend builds a payload
+// straight into its frame. All Socket and Channel methods are safe
 // for concurrent use. Codec functions are pure and safe for concurrent use.
 // Backoff is not safe for concurrent use.
 package phoenix
