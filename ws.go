@@ -72,7 +72,7 @@ func newWSManager(c *Client) *wsManager {
 			QueueBytes: c.conf().webSocketQueue, IdleTimeout: c.conf().webSocketIdle},
 	}
 	if c.conf().handler == nil {
-		wm.client = &http.Client{Transport: wsTransport(c.conf().backend)}
+		wm.client = &http.Client{Transport: wsTransport(c.conf().backend), CheckRedirect: noRedirects}
 	}
 	return wm
 }

@@ -222,6 +222,11 @@ func dialFailure(ctx context.Context, resp *http.Response, err error) string {
 	return wsBackendError
 }
 
+// noRedirects makes a backend's 3xx answer to the upgrade a failed handshake
+// (invalid_upgrade): following Location would let an end client reach any host or port the
+// backend redirects to, with the client's Cookie and Authorization.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // rawConnKey is the context key under which a TCP dial finds where to record its connection.
 type rawConnKey struct{}
 

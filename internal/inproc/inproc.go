@@ -40,10 +40,11 @@ func New(h http.Handler, log *slog.Logger) *Server {
 // Conn is the client end of the pipe.
 func (p *Server) Conn() net.Conn { return p.client }
 
-// HTTPClient dials the pipe's client end, once.
+// HTTPClient dials the pipe's client end, once. It never follows a redirect: the handler's
+// 3xx is the answer.
 func (p *Server) HTTPClient() *http.Client {
 	var once atomic.Bool
-	return &http.Client{Transport: &http.Transport{
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(context.Context, string, string) (net.Conn, error) {
 			if once.Swap(true) {
