@@ -26,6 +26,13 @@ func checkTarget(path, query string) string {
 	case !validQuery(query):
 		return "query_string contains characters not allowed in a URL"
 	}
+	// Dot segments are refused: the backend (or a proxy in front of it) would resolve them
+	// above the backend URL's path prefix.
+	for seg := range strings.SplitSeq(path[1:], "/") {
+		if seg == "." || seg == ".." {
+			return "path contains a dot segment"
+		}
+	}
 	return ""
 }
 
