@@ -83,6 +83,7 @@ func (pr *proxyReq) validate() error {
 	if reason := checkTarget(pr.Path, pr.QueryString); reason != "" {
 		return &badRequest{reason}
 	}
+	pr.QueryString = escapeQuery(pr.QueryString)
 	return pr.parseHeaders()
 }
 

@@ -91,3 +91,24 @@ func TestDotSegmentsNeverReachTheBackend(t *testing.T) {
 	default:
 	}
 }
+
+// TestEightBitQueryBytesAreEscaped checks that raw non-ASCII bytes in query_string reach the
+// backend percent-encoded, never raw on the request line, over HTTP and WebSocket.
+func TestEightBitQueryBytesAreEscaped(t *testing.T) {
+	t.Parallel()
+	b, seen := pathBackend(t)
+	tn := startTunnel(t, nil, telephone.WithBackendURL(b.URL))
+	if res := pushReq(t, tn, "00000000-0000-4000-8000-000000000001", "/x", "q=café&a=%C3%A9"); !strings.Contains(res, `"status":200`) {
+		t.Errorf("reply %s", res)
+	}
+	if uri := <-seen; uri != "/x?q=caf%C3%A9&a=%C3%A9" {
+		t.Errorf("backend saw %q", uri)
+	}
+
+	p := newPushTunnel(t)
+	p.push("ws_connect", map[string]any{"connection_id": "q-1", "path": "/x", "query_string": "q=café"})
+	waitFrame(t, p.srv, `"ws_connected"`, `"q-1"`)
+	if s := p.b.nextOpen(t); s.query != "q=caf%C3%A9" {
+		t.Errorf("WebSocket backend saw query %q", s.query)
+	}
+}

@@ -35,7 +35,7 @@ func (wm *wsManager) target(f map[string]json.RawMessage) (*wsTarget, bool) {
 	if checkTarget(path, query) != "" {
 		return nil, false
 	}
-	u := url.URL{Scheme: "ws", Path: path, RawQuery: query}
+	u := url.URL{Scheme: "ws", Path: path, RawQuery: escapeQuery(query)}
 	t := &wsTarget{header: make(http.Header)}
 	if wm.c.conf().handler != nil {
 		u.Host = wm.c.pbHost
