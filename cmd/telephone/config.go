@@ -69,6 +69,8 @@ type Config struct {
 	BreakerOpen     time.Duration // CIRCUIT_BREAKER_OPEN
 	Retries         int           // BACKEND_RETRIES; 0 disables retries
 	UTF8Policy      telephone.UTF8Policy
+	ClientIPHeader  string // CLIENT_IP_HEADER: "" means the client address is Plugboard's
+	ClientIPHops    int    // CLIENT_IP_HOPS
 
 	HealthCheckPort int    // 0: off
 	OpsAddr         string // overrides HealthCheckPort when set
@@ -268,6 +270,9 @@ func (c *Config) crossCheck(given map[string]string) []error {
 	if c.InsecureSkipVerify && len(c.CertPins) == 0 {
 		c.Warnings = append(c.Warnings, "PLUGBOARD_INSECURE_SKIP_VERIFY is set without PLUGBOARD_CERT_PINS: the Plugboard certificate is not verified at all")
 	}
+	if given["CLIENT_IP_HOPS"] != "" && c.ClientIPHeader == "" {
+		c.Warnings = append(c.Warnings, "CLIENT_IP_HOPS is ignored without CLIENT_IP_HEADER: the client address is Plugboard's")
+	}
 	if c.MaxRetries > 0 {
 		c.Warnings = append(c.Warnings, "MAX_RETRIES is accepted for compatibility only: telephone always keeps reconnecting, with backoff up to MAX_BACKOFF")
 	}
@@ -336,6 +341,9 @@ func (c *Config) options(log *slog.Logger, store telephone.TokenStore, reg prome
 	}
 	if c.PlugboardSecret != "" {
 		opts = append(opts, telephone.WithPlugboardSecret(c.PlugboardSecret))
+	}
+	if c.ClientIPHeader != "" {
+		opts = append(opts, telephone.WithClientIPHeader(c.ClientIPHeader, c.ClientIPHops))
 	}
 	if c.tlsConfig != nil {
 		opts = append(opts, telephone.WithTLSConfig(c.tlsConfig))
