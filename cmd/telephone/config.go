@@ -175,9 +175,31 @@ func readDotenv(name string, read func(string) ([]byte, error)) (map[string]stri
 	}
 	m, err := godotenv.UnmarshalBytes(b)
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", name, err)
+		return nil, fmt.Errorf("parse %s: %s", name, dotenvProblem(b, err))
 	}
 	return m, nil
+}
+
+// dotenvProblem describes a .env parse error by line number and kind only: godotenv's own
+// message quotes the file from the bad line on, and the file holds secrets. The bad line is
+// the one after the longest prefix of whole lines that parses.
+func dotenvProblem(b []byte, err error) string {
+	lines := strings.SplitAfter(string(b), "\n")
+	good := 0
+	for n := len(lines) - 1; n > 0; n-- {
+		if _, perr := godotenv.UnmarshalBytes([]byte(strings.Join(lines[:n], ""))); perr == nil {
+			good = n
+			break
+		}
+	}
+	kind := "syntax error"
+	switch msg := err.Error(); {
+	case strings.HasPrefix(msg, "unterminated quoted value"):
+		kind = "unterminated quoted value"
+	case strings.HasPrefix(msg, "unexpected character"):
+		kind = "unexpected character in variable name"
+	}
+	return fmt.Sprintf("line %d: %s", good+1, kind)
 }
 
 // mergeSources layers the environment over the .env file; an empty value counts as unset. The

@@ -237,7 +237,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown flag", base(), nil, []string{"--nope"}, []string{"flags: flag provided but not defined: -nope"}},
 		{"flag without value", base(), nil, []string{"--backend-port"}, []string{"flags: flag needs an argument: -backend-port"}},
 		{"argument", base(), nil, []string{"now"}, []string{`flags: unexpected argument "now"`}},
-		{"bad .env", base(), map[string]string{".env": `A="open`}, nil, []string{`--env: parse .env: unterminated quoted value "open`}},
+		{"bad .env", base(), map[string]string{".env": `A="open`}, nil, []string{"--env: parse .env: line 1: unterminated quoted value"}},
 		{"url parse", base("PLUGBOARD_URL", "ws://[::1"), nil, nil, []string{`PLUGBOARD_URL: not a URL: missing ']' in host (from environment)`}},
 		{"url scheme", base("PLUGBOARD_URL", "http://plugboard:4000/telephone/websocket"), nil, nil,
 			[]string{`PLUGBOARD_URL: scheme must be ws or wss, got "http" (from environment)`}},
