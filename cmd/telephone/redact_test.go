@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/verastack/telephone/telephonetest"
 )
 
 // secretEnv is a .env body whose secrets must never appear in an error or a log line.
@@ -38,10 +40,24 @@ func TestDotenvErrorsNeverShowContent(t *testing.T) {
 // names the line, not the secrets after it.
 func TestReloadDotenvErrorNeverShowsContent(t *testing.T) {
 	t.Parallel()
-	r, logs, _, env := newTestRunner(t)
+	r, logs, _, env := newTestRunner(t, nil)
 	r.reload(load(env, map[string]string{".env": "A=\"open\n" + secretEnv}))
 	line := logs.waitLine(t, "reload: invalid configuration")
 	if !strings.Contains(line, "line 1: unterminated quoted value") || strings.Contains(logs.String(), "secret") {
 		t.Errorf("reload logged %s", logs.String())
+	}
+}
+
+// TestStartLogRedactsURLs checks that the start-up log line shows neither a userinfo password
+// nor a token-like query parameter of PLUGBOARD_URL or BACKEND_URL.
+func TestStartLogRedactsURLs(t *testing.T) {
+	t.Parallel()
+	_, logs, _, _ := newTestRunner(t, func(srv *telephonetest.Server, env map[string]string) {
+		env["PLUGBOARD_URL"] = strings.Replace(srv.SocketURL(), "ws://", "ws://user:pw-secret@", 1) + "?vsn=2.0.0&access_token=at-secret&api_key=key-secret"
+		env["BACKEND_URL"] = "http://admin:backend-secret@127.0.0.1:1"
+	})
+	line := logs.waitLine(t, "telephone starting")
+	if strings.Contains(line, "secret") || !strings.Contains(line, "vsn=2.0.0") {
+		t.Errorf("start-up log line: %s", line)
 	}
 }

@@ -111,11 +111,14 @@ func TestRunReload(t *testing.T) {
 }
 
 // newTestRunner starts a runner against a new Plugboard, logging JSON into logs; it is
-// finished when the test ends. env is its environment.
-func newTestRunner(t *testing.T) (r *runner, logs *lineBuf, level *slog.LevelVar, env map[string]string) {
+// finished when the test ends. env is its environment, after edit (when not nil) changed it.
+func newTestRunner(t *testing.T, edit func(srv *telephonetest.Server, env map[string]string)) (r *runner, logs *lineBuf, level *slog.LevelVar, env map[string]string) {
 	t.Helper()
 	srv := newPlugboard(t)
 	env, _ = runEnv(t, srv, "http://127.0.0.1:1")
+	if edit != nil {
+		edit(srv, env)
+	}
 	cfg, errs := load(env, nil)
 	if len(errs) > 0 {
 		t.Fatal(errs)
@@ -132,7 +135,7 @@ func newTestRunner(t *testing.T) (r *runner, logs *lineBuf, level *slog.LevelVar
 // TestRunnerReload exercises reload on a runner directly.
 func TestRunnerReload(t *testing.T) {
 	t.Parallel()
-	r, logs, level, env := newTestRunner(t)
+	r, logs, level, env := newTestRunner(t, nil)
 	cfg := r.cfg
 	reload := func(extra ...string) {
 		next := map[string]string{}
