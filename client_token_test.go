@@ -24,9 +24,9 @@ func TestRefreshRotatesTokenAcrossReconnectAndRestart(t *testing.T) {
 	srv := telephonetest.NewServer()
 	defer srv.Close()
 	path := telephonetest.NewPathID()
-	// Half-life 5 s: refreshed soon, yet the token (whose iat is whole seconds) cannot expire
-	// before a Client on a loaded machine has even started, as a 3 s token could.
-	tok, err := srv.Mint(path, 10*time.Second)
+	// Issued an hour ago for two hours: past its half-life, so refreshed a second after the
+	// join, and valid for an hour however slow the machine is.
+	tok, err := srv.MintIssuedAt(path, time.Now().Add(-time.Hour), 2*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
