@@ -58,7 +58,7 @@ func TestRefreshRotatesTokenAcrossReconnectAndRestart(t *testing.T) {
 	if stored, err := store.Load(context.Background()); err != nil || stored != rotated {
 		t.Fatalf("store holds %d-byte token, err %v; want the rotated one", len(stored), err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
 	if conn, err := transport.Dial(ctx, srv.SocketURL(), transport.Options{Token: tok.Token}); !errors.Is(err, transport.ErrUnauthorized) {
 		if conn != nil {
