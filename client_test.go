@@ -71,7 +71,7 @@ func startTunnel(t *testing.T, srv *telephonetest.Server, opts ...telephone.Opti
 		t.Fatal(err)
 	}
 	tn := &tunnel{dbg: dbg, t: t, srv: srv, client: c, tok: tok, runErr: make(chan error, 1),
-		http: &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+		http: &http.Client{Timeout: waitBound, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	go func() { tn.runErr <- c.Run(context.Background()) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
@@ -177,18 +177,25 @@ func TestPathsAreKeptExactly(t *testing.T) {
 func TestBodiesLargeAndMultibyte(t *testing.T) {
 	t.Parallel()
 	backend := echoBackend(t)
-	tn := startTunnel(t, nil, telephone.WithBackendURL(backend.URL), telephone.WithChunkSize(1000),
+	// Small chunks for the character boundaries; the large body in 256 KiB chunks (5 000
+	// chunks of 1 000 bytes take tens of seconds under -race on a loaded machine).
+	small := startTunnel(t, nil, telephone.WithBackendURL(backend.URL), telephone.WithChunkSize(1000))
+	large := startTunnel(t, nil, telephone.WithBackendURL(backend.URL), telephone.WithChunkSize(256<<10),
 		telephone.WithMaxResponseSize(8<<20))
 	big := strings.Repeat("0123456789abcdef", 5<<20/16) // 5 MiB
-	for name, body := range map[string]string{
-		"empty":     "",
-		"small":     "hi",
-		"5MiB":      big,
-		"multibyte": strings.Repeat("日本語😀é", 500), // 8 500 bytes: characters straddle every chunk boundary
+	for _, tt := range []struct {
+		name string
+		tn   *tunnel
+		body string
+	}{
+		{"empty", small, ""},
+		{"small", small, "hi"},
+		{"multibyte", small, strings.Repeat("日本語😀é", 500)}, // 8 500 bytes: characters straddle every chunk boundary
+		{"5MiB", large, big},
 	} {
-		res, got := tn.do("POST", "/echo", strings.NewReader(body))
-		if res.StatusCode != 200 || got != body {
-			t.Errorf("%s: status %d, body of %d bytes (want %d)", name, res.StatusCode, len(got), len(body))
+		res, got := tt.tn.do("POST", "/echo", strings.NewReader(tt.body))
+		if res.StatusCode != 200 || got != tt.body {
+			t.Errorf("%s: status %d, body of %d bytes (want %d)", tt.name, res.StatusCode, len(got), len(tt.body))
 		}
 	}
 }
