@@ -87,6 +87,7 @@ func reloadCases() map[string]reloadCase {
 		"WithChunkSize":                 {opt: WithChunkSize(1024)},
 		"WithUTF8Policy":                {opt: WithUTF8Policy(UTF8Replace)},
 		"WithClientIPHeader":            {opt: WithClientIPHeader("X-Forwarded-For", 2)},
+		"WithMemoryBudget":              {opt: WithMemoryBudget(1 << 20)},
 		"WithAcceptEncodingPassthrough": {opt: WithAcceptEncodingPassthrough()},
 		"WithMaxRequestBody":            {opt: WithMaxRequestBody(100)},
 		"WithMaxConcurrentRequests":     {opt: WithMaxConcurrentRequests(4, 0)},
