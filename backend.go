@@ -33,11 +33,10 @@ func (c *Client) buildHandler() http.Handler {
 			target := o.backendURL
 			pr.SetURL(target)
 			pr.Out.Host = target.Host
-			copyHeader(pr.Out.Header, pr.In.Header, "X-Forwarded-For")
-			if pr.In.Host != "" {
-				pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+			// Rewrite starts without X-Forwarded-*: put back the ones telephone set (clientip.go).
+			for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				copyHeader(pr.Out.Header, pr.In.Header, h)
 			}
-			pr.Out.Header.Set("X-Forwarded-Proto", pr.In.Header.Get("X-Forwarded-Proto"))
 			if !o.keepEncoding {
 				pr.Out.Header.Set("Accept-Encoding", "identity")
 			}

@@ -24,9 +24,9 @@ func TestRefreshRotatesTokenAcrossReconnectAndRestart(t *testing.T) {
 	srv := telephonetest.NewServer()
 	defer srv.Close()
 	path := telephonetest.NewPathID()
-	// Half-life 5 s: refreshed soon, yet the token (whose iat is whole seconds) cannot expire
-	// before a Client on a loaded machine has even started, as a 3 s token could.
-	tok, err := srv.Mint(path, 10*time.Second)
+	// Issued an hour ago for two hours: past its half-life, so refreshed a second after the
+	// join, and valid for an hour however slow the machine is.
+	tok, err := srv.MintIssuedAt(path, time.Now().Add(-time.Hour), 2*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestRefreshRotatesTokenAcrossReconnectAndRestart(t *testing.T) {
 	if stored, err := store.Load(context.Background()); err != nil || stored != rotated {
 		t.Fatalf("store holds %d-byte token, err %v; want the rotated one", len(stored), err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
 	if conn, err := transport.Dial(ctx, srv.SocketURL(), transport.Options{Token: tok.Token}); !errors.Is(err, transport.ErrUnauthorized) {
 		if conn != nil {

@@ -70,7 +70,11 @@ func Example_sidecar() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	defer func() { _ = client.Shutdown(ctx) }()
-	_ = plugboard.WaitJoined(ctx, tok.PathID, 1)
+	// Status reports the join once the Client has processed Plugboard's reply (Plugboard counts
+	// it when sending the reply, and may already push requests before then).
+	for !client.Status().Joined && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	res, err := http.Get(plugboard.CallURL(tok.PathID) + "/api/items/?page=2")
 	if err != nil {

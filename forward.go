@@ -83,6 +83,7 @@ func (pr *proxyReq) validate() error {
 	if reason := checkTarget(pr.Path, pr.QueryString); reason != "" {
 		return &badRequest{reason}
 	}
+	pr.QueryString = escapeQuery(pr.QueryString)
 	return pr.parseHeaders()
 }
 
@@ -121,9 +122,10 @@ func (pr *proxyReq) parseHeaders() error {
 	return nil
 }
 
-// httpRequest builds the *http.Request the handler serves. The path is the one Plugboard sent,
-// taken as the decoded path (Plugboard's router decodes segments): it is never decoded again.
-func (pr *proxyReq) httpRequest(ctx context.Context, remote, proto string) *http.Request {
+// httpRequest builds the *http.Request the handler serves, from remote (the client address).
+// The path is the one Plugboard sent, taken as the decoded path (Plugboard's router decodes
+// segments): it is never decoded again.
+func (pr *proxyReq) httpRequest(ctx context.Context, remote string) *http.Request {
 	u := &url.URL{Path: pr.Path, RawQuery: pr.QueryString}
 	var body io.ReadCloser = http.NoBody
 	if pr.Body != "" {
@@ -132,28 +134,13 @@ func (pr *proxyReq) httpRequest(ctx context.Context, remote, proto string) *http
 	r := &http.Request{
 		Method: pr.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: pr.header, Body: body, ContentLength: int64(len(pr.Body)),
-		Host: pr.host, RemoteAddr: remoteAddr(pr.header, remote), RequestURI: u.RequestURI(),
+		Host: pr.host, RemoteAddr: remote, RequestURI: u.RequestURI(),
 	}
 	if pr.Body != "" {
 		b := pr.Body
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(b)), nil }
 	}
-	if r.Header.Get("X-Forwarded-Proto") == "" {
-		r.Header.Set("X-Forwarded-Proto", proto)
-	}
 	return r.WithContext(ctx)
-}
-
-// remoteAddr is the end client's address when an upstream proxy told Plugboard, else Plugboard's.
-func remoteAddr(h http.Header, plugboard string) string {
-	ip := strings.TrimSpace(strings.Split(h.Get("X-Forwarded-For"), ",")[0])
-	if ip == "" {
-		ip = strings.TrimSpace(h.Get("X-Real-Ip"))
-	}
-	if net.ParseIP(ip) != nil {
-		return net.JoinHostPort(ip, "0")
-	}
-	return plugboard
 }
 
 // dispatch runs on the socket's reader goroutine: it validates and admits the request,
@@ -261,7 +248,7 @@ func (s *session) reply(id string, res *response) {
 
 // forward serves the request through the handler into w, with the request's deadline.
 func (c *Client) forward(ctx context.Context, w *collector, pr *proxyReq, log *slog.Logger) *response {
-	r := pr.httpRequest(context.WithValue(ctx, requestLogKey{}, log), c.pbHost, c.pbProto)
+	r := pr.httpRequest(context.WithValue(ctx, requestLogKey{}, log), c.setForwarded(pr.header))
 	c.runHandler(w, r, log)
 	if w.tooLarge() {
 		c.m.Rejected("size")
@@ -294,8 +281,8 @@ func (c *Client) runHandler(w *collector, r *http.Request, log *slog.Logger) {
 	c.handler.ServeHTTP(w, r)
 }
 
-// plugboardOrigin returns Plugboard's host:port (the RemoteAddr of forwarded requests when the
-// end client's address is unknown) and the X-Forwarded-Proto its socket scheme implies.
+// plugboardOrigin returns Plugboard's host:port (the RemoteAddr of forwarded requests unless
+// WithClientIPHeader says otherwise) and the X-Forwarded-Proto its socket scheme implies.
 func plugboardOrigin(u *url.URL) (hostPort, proto string) {
 	port, proto := u.Port(), "http"
 	if u.Scheme == "wss" {

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 const testID = "d1d52dd1-649b-4664-be07-9ee9abbef75a"
@@ -61,7 +61,7 @@ func TestProxyReqHeadersAndRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := pr.httpRequest(t.Context(), "pb.example:443", "https")
+	r := pr.httpRequest(t.Context(), "pb.example:443")
 	if r.Host != "pb.example" || r.Header.Get("Host") != "" {
 		t.Errorf("host = %q / header %q", r.Host, r.Header.Get("Host"))
 	}
@@ -70,13 +70,13 @@ func TestProxyReqHeadersAndRequest(t *testing.T) {
 			t.Errorf("hop-by-hop header %s forwarded", h)
 		}
 	}
-	if r.Header.Get("Cookie") != "a=b" || r.Header.Get("X-Forwarded-Proto") != "https" {
+	if r.Header.Get("Cookie") != "a=b" || r.Header.Get("X-Forwarded-For") != "203.0.113.9" {
 		t.Errorf("headers = %v", r.Header)
 	}
 	if r.URL.Path != "/files/my doc%2F.txt/" || r.URL.EscapedPath() != "/files/my%20doc%252F.txt/" {
 		t.Errorf("path %q escaped %q: the received path must be used once, not decoded again", r.URL.Path, r.URL.EscapedPath())
 	}
-	if r.URL.RawQuery != "q=a%20b&x=1" || r.ContentLength != 5 || r.RemoteAddr != "203.0.113.9:0" {
+	if r.URL.RawQuery != "q=a%20b&x=1" || r.ContentLength != 5 || r.RemoteAddr != "pb.example:443" {
 		t.Errorf("query %q length %d remote %q", r.URL.RawQuery, r.ContentLength, r.RemoteAddr)
 	}
 	body, _ := r.GetBody()
@@ -87,13 +87,26 @@ func TestProxyReqHeadersAndRequest(t *testing.T) {
 	}
 }
 
-func TestRemoteAddrFallsBackToPlugboard(t *testing.T) {
+func TestTrustedIP(t *testing.T) {
 	t.Parallel()
-	if got := remoteAddr(http.Header{"X-Forwarded-For": {"not-an-ip"}}, "pb:443"); got != "pb:443" {
-		t.Errorf("remoteAddr = %q", got)
-	}
-	if got := remoteAddr(http.Header{"X-Real-Ip": {"2001:db8::1"}}, "pb:443"); got != "[2001:db8::1]:0" {
-		t.Errorf("remoteAddr = %q", got)
+	for _, tt := range []struct {
+		values []string
+		hops   int
+		want   string
+	}{
+		{nil, 1, ""},
+		{[]string{"203.0.113.9"}, 1, "203.0.113.9"},
+		{[]string{"10.0.0.1, 203.0.113.9"}, 1, "203.0.113.9"},
+		{[]string{"10.0.0.1", " 2001:db8::1 "}, 1, "2001:db8::1"}, // repeated header lines are one list
+		{[]string{"10.0.0.1, 203.0.113.9"}, 2, "10.0.0.1"},
+		{[]string{"10.0.0.1, 203.0.113.9"}, 3, ""},
+		{[]string{"not-an-ip"}, 1, ""},
+		{[]string{"10.0.0.1,"}, 1, ""},
+		{[]string{"10.0.0.1"}, 0, ""},
+	} {
+		if got := trustedIP(tt.values, tt.hops); got != tt.want {
+			t.Errorf("trustedIP(%q, %d) = %q, want %q", tt.values, tt.hops, got, tt.want)
+		}
 	}
 }
 
@@ -112,8 +125,8 @@ func FuzzParseProxyReq(f *testing.F) {
 		if !validRequestID(pr.RequestID) || !knownMethods[pr.Method] || !strings.HasPrefix(pr.Path, "/") {
 			t.Fatalf("accepted invalid request %+v", pr)
 		}
-		r := pr.httpRequest(t.Context(), "pb:443", "https")
-		if strings.ContainsAny(r.URL.RequestURI(), "\r\n ") {
+		r := pr.httpRequest(t.Context(), "pb:443")
+		if uri := r.URL.RequestURI(); strings.ContainsAny(uri, "\r\n ") || strings.IndexFunc(uri, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
 			t.Fatalf("request URI %q is not safe on the wire", r.URL.RequestURI())
 		}
 	})

@@ -3,6 +3,7 @@ package telephone
 import (
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // hopHeaders belong to one connection, or describe a body the other side frames anew: they are
@@ -26,7 +27,34 @@ func checkTarget(path, query string) string {
 	case !validQuery(query):
 		return "query_string contains characters not allowed in a URL"
 	}
+	// Dot segments are refused: the backend (or a proxy in front of it) would resolve them
+	// above the backend URL's path prefix.
+	for seg := range strings.SplitSeq(path[1:], "/") {
+		if seg == "." || seg == ".." {
+			return "path contains a dot segment"
+		}
+	}
 	return ""
+}
+
+// escapeQuery percent-encodes the bytes above 0x7f of a raw query string (a client may send
+// UTF-8 unencoded), which must never go raw onto the backend's request line. Everything else
+// is kept verbatim.
+func escapeQuery(q string) string {
+	i := strings.IndexFunc(q, func(r rune) bool { return r >= utf8.RuneSelf })
+	if i < 0 {
+		return q
+	}
+	const hex = "0123456789ABCDEF"
+	b := []byte(q[:i])
+	for ; i < len(q); i++ {
+		if c := q[i]; c >= utf8.RuneSelf {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 func validQuery(q string) bool {

@@ -68,6 +68,8 @@ type options struct {
 	plugboardSecret string
 	tokenSkew       time.Duration
 	vending         *TokenVending // WithTokenVending (vending.go)
+	clientIPHeader  string        // "" trusts no header: the client address is Plugboard's
+	clientIPHops    int
 
 	heartbeatInterval time.Duration
 	heartbeatMisses   int
@@ -159,7 +161,8 @@ func WithTokenStore(s TokenStore) Option {
 }
 
 // WithHandler serves Plugboard's requests with h inside this process (no TCP hop). It
-// excludes WithBackendURL. The handler gets a request whose context carries the deadline.
+// excludes WithBackendURL. The handler gets a request whose context carries the deadline and
+// whose RemoteAddr is Plugboard's address, never one the end client chose (WithClientIPHeader).
 func WithHandler(h http.Handler) Option {
 	return func(o *options) error {
 		if h == nil {

@@ -61,6 +61,7 @@ var reloadRules = []reloadRule{
 	{"WithReconnectBackoff", false, false, func(o *options) []any { return []any{&o.backoffInitial, &o.backoffMax} }},
 	{"WithPlugboardSecret", false, false, func(o *options) []any { return []any{&o.plugboardSecret} }},
 	{"WithUTF8Policy", false, false, func(o *options) []any { return []any{&o.utf8Policy} }},
+	{"WithClientIPHeader", false, false, func(o *options) []any { return []any{&o.clientIPHeader, &o.clientIPHops} }},
 	{"WithWebSocketLimits", false, false, func(o *options) []any {
 		return []any{&o.maxWebSockets, &o.maxWebSocketFrame, &o.webSocketIdle, &o.webSocketQueue}
 	}},

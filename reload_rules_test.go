@@ -86,6 +86,7 @@ func reloadCases() map[string]reloadCase {
 		"WithMaxResponseSize":           {opt: WithMaxResponseSize(1 << 21)},
 		"WithChunkSize":                 {opt: WithChunkSize(1024)},
 		"WithUTF8Policy":                {opt: WithUTF8Policy(UTF8Replace)},
+		"WithClientIPHeader":            {opt: WithClientIPHeader("X-Forwarded-For", 2)},
 		"WithAcceptEncodingPassthrough": {opt: WithAcceptEncodingPassthrough()},
 		"WithMaxRequestBody":            {opt: WithMaxRequestBody(100)},
 		"WithMaxConcurrentRequests":     {opt: WithMaxConcurrentRequests(4, 0)},

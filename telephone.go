@@ -32,6 +32,9 @@ type Client struct {
 	ws      *wsManager
 	dialFn  func(ctx context.Context, token string) (phoenix.Conn, error) // dialTransport; replaced in tests
 
+	// Plugboard's host name and URL host, for X-Forwarded-For and -Host (see clientip.go).
+	pbHostname, pbPublicHost string
+
 	sessions sessionSet // the sessions with Plugboard (one at a time today)
 
 	reloadMu sync.Mutex // serialises Reload
@@ -82,6 +85,7 @@ func New(plugboardURL string, opts ...Option) (*Client, error) {
 		done:      make(chan struct{}),
 	}
 	c.pbHost, c.pbProto = plugboardOrigin(pu)
+	c.pbHostname, c.pbPublicHost = pu.Hostname(), pu.Host
 	c.shutdownCtx, c.beginShut = context.WithCancel(context.Background())
 	c.shutdownCh = c.shutdownCtx.Done()
 	m, err := metrics.New(o.metrics)

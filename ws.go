@@ -42,7 +42,8 @@ const maxWSID = 128
 
 // wsForwarded are the ws_connect headers passed to the backend. Sec-WebSocket-Protocol is
 // offered as the subprotocol list; Sec-WebSocket-Key/-Version/-Extensions, Upgrade and
-// Connection belong to each hop and are never forwarded.
+// Connection belong to each hop and are never forwarded. X-Forwarded-For and X-Real-Ip are
+// read by WithClientIPHeader and then replaced (clientip.go).
 var wsForwarded = []string{"Origin", "Cookie", "Authorization", "X-Forwarded-For", "X-Real-Ip", "X-Request-Id"}
 
 // wsManager proxies Plugboard's WebSocket connections to the backend. It owns one goroutine
@@ -72,7 +73,7 @@ func newWSManager(c *Client) *wsManager {
 			QueueBytes: c.conf().webSocketQueue, IdleTimeout: c.conf().webSocketIdle},
 	}
 	if c.conf().handler == nil {
-		wm.client = &http.Client{Transport: wsTransport(c.conf().backend)}
+		wm.client = &http.Client{Transport: wsTransport(c.conf().backend), CheckRedirect: noRedirects}
 	}
 	return wm
 }

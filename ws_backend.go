@@ -26,6 +26,7 @@ type wsTarget struct {
 	host   string // Host header; "" means the URL's host
 	header http.Header
 	protos []string
+	remote string // the client address (clientip.go): RemoteAddr for an in-process handler
 }
 
 // target builds the backend URL and headers of a ws_connect or ws_check. The path is the one
@@ -35,7 +36,7 @@ func (wm *wsManager) target(f map[string]json.RawMessage) (*wsTarget, bool) {
 	if checkTarget(path, query) != "" {
 		return nil, false
 	}
-	u := url.URL{Scheme: "ws", Path: path, RawQuery: query}
+	u := url.URL{Scheme: "ws", Path: path, RawQuery: escapeQuery(query)}
 	t := &wsTarget{header: make(http.Header)}
 	if wm.c.conf().handler != nil {
 		u.Host = wm.c.pbHost
@@ -50,7 +51,7 @@ func (wm *wsManager) target(f map[string]json.RawMessage) (*wsTarget, bool) {
 	}
 	t.url = u.String()
 	t.parseHeaders(f["headers"])
-	t.header.Set("X-Forwarded-Proto", wm.c.pbProto)
+	t.remote = wm.c.setForwarded(t.header)
 	return t, true
 }
 
@@ -189,7 +190,7 @@ func (wm *wsManager) dialBackend(ctx context.Context, t *wsTarget, raw *rawConn,
 	defer cancel()
 	opts := &websocket.DialOptions{HTTPClient: wm.client, HTTPHeader: t.header.Clone(), Host: t.host, Subprotocols: t.protos}
 	if wm.c.conf().handler != nil {
-		pipe = inproc.New(wm.c.conf().handler, log)
+		pipe = inproc.New(wm.c.conf().handler, t.remote, log)
 		raw.set(pipe.Conn())
 		opts.HTTPClient = pipe.HTTPClient()
 	} else {
@@ -221,6 +222,11 @@ func dialFailure(ctx context.Context, resp *http.Response, err error) string {
 	}
 	return wsBackendError
 }
+
+// noRedirects makes a backend's 3xx answer to the upgrade a failed handshake
+// (invalid_upgrade): following Location would let an end client reach any host or port the
+// backend redirects to, with the client's Cookie and Authorization.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // rawConnKey is the context key under which a TCP dial finds where to record its connection.
 type rawConnKey struct{}

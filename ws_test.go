@@ -95,7 +95,7 @@ func (b *wsBackend) nextOpen(t *testing.T) wsSeen {
 	select {
 	case s := <-b.opened:
 		return s
-	case <-time.After(10 * time.Second):
+	case <-time.After(waitBound):
 		t.Fatal("the backend saw no handshake")
 	}
 	return wsSeen{}
@@ -106,14 +106,14 @@ func (b *wsBackend) nextClose(t *testing.T) websocket.CloseError {
 	select {
 	case ce := <-b.closed:
 		return ce
-	case <-time.After(10 * time.Second):
+	case <-time.After(waitBound):
 		t.Fatal("the backend connection did not end")
 	}
 	return websocket.CloseError{}
 }
 
 func wsCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -161,7 +161,7 @@ func expectClosed(t *testing.T, c *websocket.Conn, code websocket.StatusCode, re
 // waitFrame waits for a recorded telephone→Plugboard frame containing every part.
 func waitFrame(t *testing.T, srv *telephonetest.Server, parts ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitBound)
 	for time.Now().Before(deadline) {
 		for _, f := range srv.Frames() {
 			if f.Dir != telephonetest.DirIn {

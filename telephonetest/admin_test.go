@@ -141,6 +141,14 @@ func TestMintAndTokens(t *testing.T) {
 	if s.CurrentToken("nope") != "" {
 		t.Error("CurrentToken of an unknown id")
 	}
+	iat := time.Now().Add(-time.Hour).Truncate(time.Second)
+	aged, err := s.MintIssuedAt(tok.PathID, iat, 2*time.Hour)
+	if err != nil || !aged.ExpiresAt.Equal(iat.Add(2*time.Hour)) {
+		t.Fatalf("MintIssuedAt: %+v %v", aged, err)
+	}
+	if c, err := plugtoken.Verify(aged.Token, s.key); err != nil || !c.IssuedAt.Equal(iat) || !c.ExpiresAt.Equal(aged.ExpiresAt) {
+		t.Errorf("MintIssuedAt claims %+v, %v; want iat %v", c, err, iat)
+	}
 	s.Revoke("nope") // ignored
 	if _, err := s.Mint("x", 0); err == nil {
 		t.Error("Mint with a bad path id must fail")

@@ -35,8 +35,10 @@ type channel struct {
 
 // startChannel joins topic on sk: the new channel replaces any live channel of
 // the topic on the socket (returned as old, still alive), is registered for its
-// path and gets its heartbeat watchdog. ok is false when the socket is closing.
-func (s *Server) startChannel(sk *socket, topic, joinRef string) (old *channel, ok bool) {
+// path and gets its heartbeat watchdog. reply queues the join reply; it runs with s.mu held,
+// right after the registration (it must not block or take s.mu). ok is false when the
+// socket is closing.
+func (s *Server) startChannel(sk *socket, topic, joinRef string, reply func()) (old *channel, ok bool) {
 	ch := &channel{
 		sock: sk, topic: topic, joinRef: joinRef, pathID: sk.pathID,
 		stop:          make(chan struct{}),
@@ -54,6 +56,7 @@ func (s *Server) startChannel(sk *socket, topic, joinRef string) (old *channel, 
 	old = sk.channels[topic]
 	sk.channels[topic] = ch
 	s.paths[ch.pathID] = append(s.paths[ch.pathID], ch)
+	reply()
 	s.notifyLocked()
 	s.mu.Unlock()
 	sk.wg.Go(ch.watchHeartbeat)

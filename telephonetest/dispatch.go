@@ -58,15 +58,17 @@ func (sk *socket) join(m phoenix.Message) {
 		sk.reply(m.JoinRef, m.Ref, m.Topic, "error", map[string]string{"reason": "path_id_mismatch"})
 		return
 	}
-	// The reply is queued before the channel is registered, so no push for the channel can
-	// overtake it (a real Phoenix socket writes the join reply before any push from the
-	// channel process), while an HTTP call right after the reply already finds it.
-	sk.reply(m.JoinRef, m.Ref, m.Topic, "ok", map[string]any{
-		"status":     "ok",
-		"path":       "/" + sk.pathID,
-		"expires_in": s.lifetimeSeconds(),
+	// The reply is queued in the same critical section that registers the channel: no push
+	// for the channel can overtake it (a real Phoenix socket writes the join reply before any
+	// push from the channel process), and a telephone that has read the reply is already
+	// registered, so an HTTP call or Push right after it finds the channel.
+	old, ok := s.startChannel(sk, m.Topic, m.JoinRef, func() {
+		sk.reply(m.JoinRef, m.Ref, m.Topic, "ok", map[string]any{
+			"status":     "ok",
+			"path":       "/" + sk.pathID,
+			"expires_in": s.lifetimeSeconds(),
+		})
 	})
-	old, ok := s.startChannel(sk, m.Topic, m.JoinRef)
 	if !ok {
 		return // the socket is closing
 	}

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 
 // testTimeout bounds every wait in the tests so that a bug fails instead of
 // hanging; it is never a timing assertion.
-const testTimeout = 15 * time.Second
+const testTimeout = 60 * time.Second
 
 // newTestServer starts a server closed at the end of the test.
 func newTestServer(t testing.TB, opts ...Option) *Server {

@@ -43,11 +43,19 @@ func validPathID(p string) bool {
 // gives a token that is already expired (both in the JWT and server-side). The
 // JWT's jti is a fresh UUID, as Plugboard issues it.
 func (s *Server) Mint(pathID string, ttl time.Duration) (Token, error) {
-	return s.mint(pathID, ttl, "", "")
+	return s.mint(pathID, time.Now(), ttl, "", "")
 }
 
-// mint creates a token record with a name and description.
-func (s *Server) mint(pathID string, ttl time.Duration, name, desc string) (Token, error) {
+// MintIssuedAt is Mint for a token issued at iat (its JWT's iat) and expiring ttl after iat.
+// A past iat lets a test reach a token's half-life, where telephone refreshes it, without
+// waiting in real time: MintIssuedAt(p, time.Now().Add(-time.Hour), 2*time.Hour) is due for
+// refresh at once and stays valid for an hour.
+func (s *Server) MintIssuedAt(pathID string, iat time.Time, ttl time.Duration) (Token, error) {
+	return s.mint(pathID, iat, ttl, "", "")
+}
+
+// mint creates a token record issued at iat with a name and description.
+func (s *Server) mint(pathID string, iat time.Time, ttl time.Duration, name, desc string) (Token, error) {
 	if pathID == "" {
 		pathID = NewPathID()
 	}
@@ -57,10 +65,9 @@ func (s *Server) mint(pathID string, ttl time.Duration, name, desc string) (Toke
 	if ttl == 0 {
 		ttl = s.cfg.tokenLifetime
 	}
-	now := time.Now()
-	rec := &tokenRecord{id: uuid.NewString(), pathID: pathID, expiresAt: now.Add(ttl), name: name, desc: desc}
+	rec := &tokenRecord{id: uuid.NewString(), pathID: pathID, expiresAt: iat.Add(ttl), name: name, desc: desc}
 	jti := uuid.NewString()
-	jwt, err := s.sign(jti, pathID, now, rec.expiresAt)
+	jwt, err := s.sign(jti, pathID, iat, rec.expiresAt)
 	if err != nil {
 		return Token{}, err
 	}

@@ -146,7 +146,7 @@ func (s *Server) serveVend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, desc := tokenName(sa.name, params["description"], params["instance_id"])
-	tok, err := s.mint(sa.pathID, 0, name, desc)
+	tok, err := s.mint(sa.pathID, time.Now(), 0, name, desc)
 	if err != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody(err.Error()))
 		return

@@ -89,7 +89,8 @@ func tokenValues(rawURL string) []string {
 	return out
 }
 
-// Redact returns rawURL with the value of every token query parameter
+// Redact returns rawURL with the value of every token-like query parameter
+// (see isSecretKey: token, access_token, api_key, X-Amz-Signature, ...)
 // replaced by "REDACTED" and any userinfo password replaced likewise, for
 // logs and error messages. Parameter keys are compared after unescaping and
 // ignoring case, so "Token" and "tok%65n" are redacted too. A string that
@@ -140,7 +141,7 @@ func redactLoose(s string) string {
 	return redactQuery(s)
 }
 
-// redactQuery replaces the value of every token parameter in a raw query,
+// redactQuery replaces the value of every token-like parameter in a raw query,
 // keeping the order of the parameters and their separators ('&' and ';').
 func redactQuery(q string) string {
 	if q == "" {
@@ -156,13 +157,32 @@ func redactQuery(q string) string {
 		} else {
 			q = ""
 		}
-		if key, _, ok := strings.Cut(part, "="); ok && isTokenKey(key) {
+		if key, _, ok := strings.Cut(part, "="); ok && isSecretKey(key) {
 			part = key + "=" + redacted
 		}
 		b.WriteString(part)
 		b.WriteString(sep)
 	}
 	return b.String()
+}
+
+// secretKeyParts are the key fragments that make a query parameter token-like.
+var secretKeyParts = []string{"token", "secret", "passw", "pwd", "key", "sig", "auth", "jwt", "session", "credential"}
+
+// isSecretKey reports whether a raw query key looks like it carries a secret: the token
+// parameter, and any key containing one of secretKeyParts. Redacting a harmless parameter
+// costs nothing; showing a secret one in a log does.
+func isSecretKey(key string) bool {
+	if k, err := url.QueryUnescape(key); err == nil {
+		key = k
+	}
+	key = strings.ToLower(key)
+	for _, part := range secretKeyParts {
+		if strings.Contains(key, part) {
+			return true
+		}
+	}
+	return false
 }
 
 // isTokenKey reports whether a raw query key names the token parameter.

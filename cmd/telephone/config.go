@@ -69,6 +69,8 @@ type Config struct {
 	BreakerOpen     time.Duration // CIRCUIT_BREAKER_OPEN
 	Retries         int           // BACKEND_RETRIES; 0 disables retries
 	UTF8Policy      telephone.UTF8Policy
+	ClientIPHeader  string // CLIENT_IP_HEADER: "" means the client address is Plugboard's
+	ClientIPHops    int    // CLIENT_IP_HOPS
 
 	HealthCheckPort int    // 0: off
 	OpsAddr         string // overrides HealthCheckPort when set
@@ -173,9 +175,31 @@ func readDotenv(name string, read func(string) ([]byte, error)) (map[string]stri
 	}
 	m, err := godotenv.UnmarshalBytes(b)
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", name, err)
+		return nil, fmt.Errorf("parse %s: %s", name, dotenvProblem(b, err))
 	}
 	return m, nil
+}
+
+// dotenvProblem describes a .env parse error by line number and kind only: godotenv's own
+// message quotes the file from the bad line on, and the file holds secrets. The bad line is
+// the one after the longest prefix of whole lines that parses.
+func dotenvProblem(b []byte, err error) string {
+	lines := strings.SplitAfter(string(b), "\n")
+	good := 0
+	for n := len(lines) - 1; n > 0; n-- {
+		if _, perr := godotenv.UnmarshalBytes([]byte(strings.Join(lines[:n], ""))); perr == nil {
+			good = n
+			break
+		}
+	}
+	kind := "syntax error"
+	switch msg := err.Error(); {
+	case strings.HasPrefix(msg, "unterminated quoted value"):
+		kind = "unterminated quoted value"
+	case strings.HasPrefix(msg, "unexpected character"):
+		kind = "unexpected character in variable name"
+	}
+	return fmt.Sprintf("line %d: %s", good+1, kind)
 }
 
 // mergeSources layers the environment over the .env file; an empty value counts as unset. The
@@ -268,6 +292,9 @@ func (c *Config) crossCheck(given map[string]string) []error {
 	if c.InsecureSkipVerify && len(c.CertPins) == 0 {
 		c.Warnings = append(c.Warnings, "PLUGBOARD_INSECURE_SKIP_VERIFY is set without PLUGBOARD_CERT_PINS: the Plugboard certificate is not verified at all")
 	}
+	if given["CLIENT_IP_HOPS"] != "" && c.ClientIPHeader == "" {
+		c.Warnings = append(c.Warnings, "CLIENT_IP_HOPS is ignored without CLIENT_IP_HEADER: the client address is Plugboard's")
+	}
 	if c.MaxRetries > 0 {
 		c.Warnings = append(c.Warnings, "MAX_RETRIES is accepted for compatibility only: telephone always keeps reconnecting, with backoff up to MAX_BACKOFF")
 	}
@@ -336,6 +363,9 @@ func (c *Config) options(log *slog.Logger, store telephone.TokenStore, reg prome
 	}
 	if c.PlugboardSecret != "" {
 		opts = append(opts, telephone.WithPlugboardSecret(c.PlugboardSecret))
+	}
+	if c.ClientIPHeader != "" {
+		opts = append(opts, telephone.WithClientIPHeader(c.ClientIPHeader, c.ClientIPHops))
 	}
 	if c.tlsConfig != nil {
 		opts = append(opts, telephone.WithTLSConfig(c.tlsConfig))

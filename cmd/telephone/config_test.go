@@ -72,7 +72,7 @@ func TestConfigDefaults(t *testing.T) {
 		MaxRequestBody: telephone.DefaultMaxRequestBody, MaxConcurrent: telephone.DefaultMaxConcurrent, MemoryBudget: telephone.DefaultMemoryBudget,
 		QueueWait: telephone.DefaultQueueWait, RateLimit: math.Inf(1), RateBurst: telephone.DefaultRateBurst,
 		BreakerFailures: telephone.DefaultBreakerFailures, BreakerOpen: telephone.DefaultBreakerOpenFor, Retries: telephone.DefaultRetries,
-		UTF8Policy: telephone.UTF8Reject, ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "auto",
+		UTF8Policy: telephone.UTF8Reject, ClientIPHops: 1, ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "auto",
 		EnvFile: ".env",
 	}
 	c.raw, c.source = nil, nil
@@ -154,7 +154,8 @@ func TestConfigNewSettings(t *testing.T) {
 		"MAX_CONCURRENT_REQUESTS", "10", "QUEUE_WAIT", "0", "RATE_LIMIT", "off", "RATE_BURST", "5",
 		"MAX_REQUEST_BODY_SIZE", "1000", "UTF8_POLICY", "Replace", "OPS_ADDR", "127.0.0.1:9090",
 		"HEALTH_CHECK_PORT", "8081", "SHUTDOWN_TIMEOUT", "5s", "LOG_LEVEL", "WARNING", "LOG_FORMAT", "JSON",
-		"BACKEND_HOST", "ignored", "CIRCUIT_BREAKER_FAILURES", "0", "CIRCUIT_BREAKER_OPEN", "2s", "BACKEND_RETRIES", "0")
+		"BACKEND_HOST", "ignored", "CIRCUIT_BREAKER_FAILURES", "0", "CIRCUIT_BREAKER_OPEN", "2s", "BACKEND_RETRIES", "0",
+		"CLIENT_IP_HEADER", "X-Forwarded-For", "CLIENT_IP_HOPS", "2")
 	c, errs := load(env, nil)
 	if len(errs) > 0 {
 		t.Fatalf("errors: %v", errs)
@@ -163,7 +164,8 @@ func TestConfigNewSettings(t *testing.T) {
 		c.HeartbeatMisses != 3 || c.MaxConcurrent != 10 || c.QueueWait != 0 || !math.IsInf(c.RateLimit, 1) ||
 		c.RateBurst != 5 || c.MaxRequestBody != 1000 || c.UTF8Policy != telephone.UTF8Replace ||
 		c.opsAddr() != "127.0.0.1:9090" || c.ShutdownTimeout != 5*time.Second || c.LogLevel != slog.LevelWarn ||
-		c.LogFormat != "json" || c.BreakerFailures != 0 || c.BreakerOpen != 2*time.Second || c.Retries != 0 {
+		c.LogFormat != "json" || c.BreakerFailures != 0 || c.BreakerOpen != 2*time.Second || c.Retries != 0 ||
+		c.ClientIPHeader != "X-Forwarded-For" || c.ClientIPHops != 2 {
 		t.Fatalf("unexpected config %+v", c)
 	}
 	wantWarn := []string{
@@ -200,6 +202,9 @@ func TestConfigValues(t *testing.T) {
 		{"flag =form", base(), []string{"--backend-port=9000", "--env", ""}, func(c Config) bool { return c.BackendPort == 9000 && c.EnvFile == "" }},
 		{"empty flag keeps env", base("BACKEND_PORT", "9001"), []string{"--backend-port="}, func(c Config) bool { return c.BackendPort == 9001 }},
 		{"text format", base("LOG_FORMAT", "text"), nil, func(c Config) bool { return c.LogFormat == "text" }},
+		{"hops without header", base("CLIENT_IP_HOPS", "2"), nil, func(c Config) bool {
+			return c.ClientIPHeader == "" && len(c.Warnings) == 1 && strings.HasPrefix(c.Warnings[0], "CLIENT_IP_HOPS is ignored")
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,7 +237,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown flag", base(), nil, []string{"--nope"}, []string{"flags: flag provided but not defined: -nope"}},
 		{"flag without value", base(), nil, []string{"--backend-port"}, []string{"flags: flag needs an argument: -backend-port"}},
 		{"argument", base(), nil, []string{"now"}, []string{`flags: unexpected argument "now"`}},
-		{"bad .env", base(), map[string]string{".env": `A="open`}, nil, []string{`--env: parse .env: unterminated quoted value "open`}},
+		{"bad .env", base(), map[string]string{".env": `A="open`}, nil, []string{"--env: parse .env: line 1: unterminated quoted value"}},
 		{"url parse", base("PLUGBOARD_URL", "ws://[::1"), nil, nil, []string{`PLUGBOARD_URL: not a URL: missing ']' in host (from environment)`}},
 		{"url scheme", base("PLUGBOARD_URL", "http://plugboard:4000/telephone/websocket"), nil, nil,
 			[]string{`PLUGBOARD_URL: scheme must be ws or wss, got "http" (from environment)`}},
@@ -284,6 +289,8 @@ func TestConfigErrors(t *testing.T) {
 		{"breaker open", base("CIRCUIT_BREAKER_OPEN", "0s"), nil, nil, []string{"CIRCUIT_BREAKER_OPEN: must be between 100ms and 1h0m0s, got 0s (from environment)"}},
 		{"retries", base("BACKEND_RETRIES", "11"), nil, nil, []string{"BACKEND_RETRIES: must be between 0 and 10, got 11 (from environment)"}},
 		{"utf8", base("UTF8_POLICY", "ignore"), nil, nil, []string{`UTF8_POLICY: must be reject or replace, got "ignore" (from environment)`}},
+		{"client ip header", base(), nil, []string{"--client-ip-header", "X-Forwarded-For:"}, []string{`CLIENT_IP_HEADER: must be an HTTP header name such as X-Forwarded-For, got "X-Forwarded-For:" (from flag --client-ip-header)`}},
+		{"client ip hops", base("CLIENT_IP_HEADER", "X-Real-Ip", "CLIENT_IP_HOPS", "0"), nil, nil, []string{"CLIENT_IP_HOPS: must be between 1 and 100, got 0 (from environment)"}},
 		{"health port", base("HEALTH_CHECK_PORT", "70000"), nil, nil, []string{"HEALTH_CHECK_PORT: must be between 0 and 65535, got 70000 (from environment)"}},
 		{"ops addr", base("OPS_ADDR", "9090"), nil, nil, []string{`OPS_ADDR: must be host:port (e.g. 127.0.0.1:9090 or :9090), got "9090" (from environment)`}},
 		{"ops port", base("OPS_ADDR", ":http"), nil, nil, []string{`OPS_ADDR: port not an integer: "http" (from environment)`}},

@@ -21,7 +21,7 @@ import (
 )
 
 // testTimeout bounds every wait in these tests.
-const testTimeout = 30 * time.Second
+const testTimeout = 60 * time.Second
 
 // binPath is the telephone binary built once by TestMain for the cross-process tests, without
 // VCS stamping and with the version and commit given as ldflags (as make build does).

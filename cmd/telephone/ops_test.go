@@ -119,7 +119,9 @@ func newPlugboard(t *testing.T, opts ...telephonetest.Option) *telephonetest.Ser
 func TestOpsConnected(t *testing.T) {
 	t.Parallel()
 	srv := newPlugboard(t)
-	tu := startTunnel(t, srv, okBackend(t, "hi").URL, "HEARTBEAT_INTERVAL", "100ms")
+	// Frequent beats for a quick first ack; 100 misses allowed so that a loaded machine's late
+	// acks never reconnect the session under the checks below.
+	tu := startTunnel(t, srv, okBackend(t, "hi").URL, "HEARTBEAT_INTERVAL", "100ms", "HEARTBEAT_MISSES", "100")
 	eventually(t, "a heartbeat_ack", func() bool { return !tu.client.Status().LastAck.IsZero() })
 
 	for _, p := range []string{"/health", "/healthz"} {

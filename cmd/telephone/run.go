@@ -12,6 +12,7 @@ import (
 
 	"github.com/verastack/telephone"
 	"github.com/verastack/telephone/tokenstore"
+	"github.com/verastack/telephone/transport"
 )
 
 // forceWait bounds how long a forced exit (second signal) waits for Run to return.
@@ -118,7 +119,7 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 		log.Info("operations server listening", slog.String("addr", srv.addr.String()), slog.String("url", srv.url()))
 	}
 	log.Info("telephone starting", slog.String("version", readBuildInfo().Version),
-		slog.String("plugboard", cfg.PlugboardURL), slog.String("backend", cfg.backendURL()),
+		slog.String("plugboard", transport.Redact(cfg.PlugboardURL)), slog.String("backend", transport.Redact(cfg.backendURL())),
 		slog.String("token_store", storeName(cfg)))
 	return r, exitOK
 }

@@ -110,22 +110,33 @@ func TestRunReload(t *testing.T) {
 	tc.errOut.waitLine(t, `"msg":"telephone stopped","exit_code":0`)
 }
 
-// TestRunnerReload exercises reload on a runner directly.
-func TestRunnerReload(t *testing.T) {
-	t.Parallel()
+// newTestRunner starts a runner against a new Plugboard, logging JSON into logs; it is
+// finished when the test ends. env is its environment, after edit (when not nil) changed it.
+func newTestRunner(t *testing.T, edit func(srv *telephonetest.Server, env map[string]string)) (r *runner, logs *lineBuf, level *slog.LevelVar, env map[string]string) {
+	t.Helper()
 	srv := newPlugboard(t)
-	env, _ := runEnv(t, srv, "http://127.0.0.1:1")
+	env, _ = runEnv(t, srv, "http://127.0.0.1:1")
+	if edit != nil {
+		edit(srv, env)
+	}
 	cfg, errs := load(env, nil)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	level := new(slog.LevelVar)
-	logs := newLineBuf()
+	level, logs = new(slog.LevelVar), newLineBuf()
 	r, code := startRunner(cfg, newLogger(logs, logConfig{Format: "json", Level: level}), level)
 	if r == nil {
 		t.Fatalf("startRunner: %d", code)
 	}
-	defer r.finish(0)
+	t.Cleanup(func() { r.finish(0) })
+	return r, logs, level, env
+}
+
+// TestRunnerReload exercises reload on a runner directly.
+func TestRunnerReload(t *testing.T) {
+	t.Parallel()
+	r, logs, level, env := newTestRunner(t, nil)
+	cfg := r.cfg
 	reload := func(extra ...string) {
 		next := map[string]string{}
 		for k, v := range env {

@@ -80,6 +80,8 @@ var settings = []setting{
 	durSetting("CIRCUIT_BREAKER_OPEN", "circuit-breaker-open", telephone.DefaultBreakerOpenFor, false, false, "how long the open circuit answers 503 before one probe is let through", func(c *Config) *time.Duration { return &c.BreakerOpen }, 100*time.Millisecond, time.Hour),
 	intSetting("BACKEND_RETRIES", "backend-retries", strconv.Itoa(telephone.DefaultRetries), false, false, "retries of idempotent requests after a connection error (0: none)", intField(func(c *Config) *int { return &c.Retries }, 0, 10)),
 	{name: "UTF8_POLICY", flag: "utf8-policy", def: "reject", help: "non-UTF-8 response bodies: reject (502) or replace (U+FFFD)", set: setUTF8Policy},
+	{name: "CLIENT_IP_HEADER", flag: "client-ip-header", help: "header in which a trusted load balancer in front of Plugboard records the client address (default: none, the address is Plugboard's)", set: setClientIPHeader},
+	intSetting("CLIENT_IP_HOPS", "client-ip-hops", "1", false, false, "trusted proxies appending to CLIENT_IP_HEADER: the client is this entry from the right", intField(func(c *Config) *int { return &c.ClientIPHops }, 1, 100)),
 	intSetting("HEALTH_CHECK_PORT", "health-check-port", "0", true, false, "health/metrics port on all interfaces (0: off)", intField(func(c *Config) *int { return &c.HealthCheckPort }, 0, 65535)),
 	{name: "OPS_ADDR", flag: "ops-addr", help: "health/metrics listen address host:port (replaces HEALTH_CHECK_PORT)", set: setOpsAddr},
 	durSetting("SHUTDOWN_TIMEOUT", "shutdown-timeout", 30*time.Second, false, true, "how long SIGTERM waits for in-flight requests", func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 100*time.Millisecond, time.Hour),
@@ -213,6 +215,19 @@ func setBackendHost(c *Config, v string) error {
 		c.BackendHost = ""
 		return fmt.Errorf("must be a host name or IP address without scheme, port or path, got %q", v)
 	}
+	return nil
+}
+
+// setClientIPHeader accepts an HTTP header name (RFC 9110 token characters).
+func setClientIPHeader(c *Config, v string) error {
+	c.ClientIPHeader = ""
+	bad := strings.IndexFunc(v, func(r rune) bool {
+		return r > 0x7e || !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || strings.ContainsRune("!#$%&'*+-.^_`|~", r))
+	})
+	if bad >= 0 {
+		return fmt.Errorf("must be an HTTP header name such as X-Forwarded-For, got %q", v)
+	}
+	c.ClientIPHeader = v
 	return nil
 }
 

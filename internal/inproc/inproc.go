@@ -20,6 +20,7 @@ type Server struct {
 	h      http.Handler
 	srv    *http.Server
 	client net.Conn
+	remote string // RemoteAddr given to the handler
 
 	mu      sync.Mutex // guards running, stopped, idle
 	running int
@@ -27,10 +28,11 @@ type Server struct {
 	idle    chan struct{} // closed when running drops to 0 after Stop
 }
 
-// New starts a Server for h; the http.Server's own errors go to log at debug level.
-func New(h http.Handler, log *slog.Logger) *Server {
+// New starts a Server for h, whose requests get remote as RemoteAddr; the http.Server's own
+// errors go to log at debug level.
+func New(h http.Handler, remote string, log *slog.Logger) *Server {
 	client, server := net.Pipe()
-	p := &Server{h: h, client: client}
+	p := &Server{h: h, client: client, remote: remote}
 	p.srv = &http.Server{Handler: p, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// Serve returns as soon as the listener has handed over its only connection.
 	_ = p.srv.Serve(&listener{conn: server})
@@ -40,10 +42,11 @@ func New(h http.Handler, log *slog.Logger) *Server {
 // Conn is the client end of the pipe.
 func (p *Server) Conn() net.Conn { return p.client }
 
-// HTTPClient dials the pipe's client end, once.
+// HTTPClient dials the pipe's client end, once. It never follows a redirect: the handler's
+// 3xx is the answer.
 func (p *Server) HTTPClient() *http.Client {
 	var once atomic.Bool
-	return &http.Client{Transport: &http.Transport{
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(context.Context, string, string) (net.Conn, error) {
 			if once.Swap(true) {
@@ -73,6 +76,7 @@ func (p *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.mu.Unlock()
 	}()
+	r.RemoteAddr = p.remote
 	p.h.ServeHTTP(w, r)
 }
 

@@ -12,8 +12,8 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 
 func TestServesOneExchangeThenRefuses(t *testing.T) {
 	s := New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "hello "+r.URL.Path)
-	}), discard())
+		_, _ = io.WriteString(w, "hello "+r.URL.Path+" from "+r.RemoteAddr)
+	}), "192.0.2.1:0", discard())
 	hc := s.HTTPClient()
 	res, err := hc.Get("http://in-process/x")
 	if err != nil {
@@ -21,7 +21,7 @@ func TestServesOneExchangeThenRefuses(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	_ = res.Body.Close()
-	if string(body) != "hello /x" {
+	if string(body) != "hello /x from 192.0.2.1:0" {
 		t.Fatalf("body %q", body)
 	}
 	if _, err := hc.Get("http://in-process/y"); err == nil {
@@ -41,7 +41,7 @@ func TestStopWaitsForTheHandler(t *testing.T) {
 		defer close(returned)
 		close(entered)
 		<-release
-	}), discard())
+	}), "", discard())
 	go func() {
 		res, err := s.HTTPClient().Get("http://in-process/")
 		if err == nil {
@@ -60,7 +60,7 @@ func TestStopWaitsForTheHandler(t *testing.T) {
 }
 
 func TestStoppedServerAnswers503(t *testing.T) {
-	s := New(http.NotFoundHandler(), discard())
+	s := New(http.NotFoundHandler(), "", discard())
 	s.Stop(time.Second)
 	rec := &recorder{header: http.Header{}}
 	s.ServeHTTP(rec, &http.Request{})
