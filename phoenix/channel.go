@@ -100,14 +100,15 @@ func (c *Channel) Send(ctx context.Context, event string, payload any) error {
 	return c.s.enqueue(ctx, data)
 }
 
-// Leave marks the channel not joined, sends phx_leave with the current join_ref
-// and waits for its reply (results as for Join). Leaving a channel that never
-// joined does nothing. The server follows its reply with a phx_close, which is
-// delivered to the handler like any other.
+// Leave sends phx_leave with the current join_ref, waits for its reply (results
+// as for Join) and then marks the channel not joined. Until then the channel
+// stays joined: replies to requests still in flight can be sent, and the server
+// reads them before the phx_leave, as frames are written in order. Leaving a
+// channel that never joined does nothing. The server follows its reply with a
+// phx_close, which is delivered to the handler like any other.
 func (c *Channel) Leave(ctx context.Context) error {
 	c.mu.Lock()
 	joinRef := c.joinRef
-	c.joined = false
 	c.mu.Unlock()
 	if joinRef == "" {
 		return nil
@@ -118,6 +119,11 @@ func (c *Channel) Leave(ctx context.Context) error {
 		return err
 	}
 	_, err = replyResponse(c.s.roundTrip(ctx, ref, data))
+	c.mu.Lock()
+	if c.joinRef == joinRef {
+		c.joined = false
+	}
+	c.mu.Unlock()
 	return err
 }
 
