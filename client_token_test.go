@@ -67,7 +67,7 @@ func TestRefreshRotatesTokenAcrossReconnectAndRestart(t *testing.T) {
 		t.Fatalf("old token after refresh: %v, want 403", err)
 	}
 	srv.DropAll()
-	waitFor(t, func() bool { return c.Status().Reconnects > 0 && srv.Joined(path) == 1 })
+	waitFor(t, func() bool { return c.Status().Reconnects > 0 && srv.Joined(path) == telephone.DefaultConnections })
 	if err := c.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -199,8 +199,10 @@ func (s *session) dispatch(payload json.RawMessage) {
 		s.reply(pr.RequestID, res)
 		return
 	}
+	s.inflight.Add(1)
 	s.workers.Go(func() {
 		defer c.release()
+		defer s.inflight.Add(-1)
 		defer ticket.done()
 		defer c.guard.budget.release(bodyBytes)
 		s.serveRequest(pr, ticket, log)

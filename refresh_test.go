@@ -75,6 +75,8 @@ type fakePlugboard struct {
 	issued    []string
 	conns     int
 	server    memConn           // the latest connection's server end
+	servers   []memConn         // every connection's server end, in dial order
+	dials     []time.Time       // when each dial happened (refused ones too)
 	results   []json.RawMessage // proxy_res payloads received
 	leaves    int               // phx_leave messages received
 	wg        sync.WaitGroup
@@ -100,6 +102,7 @@ func (f *fakePlugboard) mint(life time.Duration) string {
 func (f *fakePlugboard) dial(_ context.Context, token string) (phoenix.Conn, error) {
 	f.mu.Lock()
 	refused := f.refuse[token]
+	f.dials = append(f.dials, time.Now())
 	f.mu.Unlock()
 	if refused {
 		return nil, &transport.UpgradeError{StatusCode: http.StatusForbidden, URL: "ws://plugboard.test/telephone/websocket?token=REDACTED"}
@@ -108,6 +111,7 @@ func (f *fakePlugboard) dial(_ context.Context, token string) (phoenix.Conn, err
 	f.mu.Lock()
 	f.conns++
 	f.server = server
+	f.servers = append(f.servers, server)
 	f.mu.Unlock()
 	f.wg.Go(func() { f.serve(server) })
 	return client, nil

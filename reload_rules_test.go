@@ -80,6 +80,7 @@ func reloadCases() map[string]reloadCase {
 		"WithClockSkew":                 {opt: WithClockSkew(time.Minute)},
 		"WithHeartbeat":                 {opt: WithHeartbeat(time.Second, 3)},
 		"WithPhoenixHeartbeat":          {opt: WithPhoenixHeartbeat(time.Second)},
+		"WithConnections":               {opt: WithConnections(3)},
 		"WithConnectTimeout":            {opt: WithConnectTimeout(time.Second)},
 		"WithReconnectBackoff":          {opt: WithReconnectBackoff(2*time.Second, time.Minute)},
 		"WithRequestTimeout":            {opt: WithRequestTimeout(time.Second)},

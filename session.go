@@ -25,6 +25,9 @@ type session struct {
 	ended   context.Context // cancelled when runSession returns
 	workers *sync.WaitGroup
 
+	slot     *slot        // where Status reports this session
+	inflight atomic.Int64 // requests received on this session's channel and not yet answered
+
 	mu   sync.Mutex  // guards part
 	part sessionPart // this session's share of Status
 
@@ -45,7 +48,7 @@ type joinReply struct {
 
 // runSession connects, joins and serves until the socket dies, Shutdown has drained, or ctx
 // ends. up is how long the channel was joined.
-func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up time.Duration, err error) {
+func (c *Client) runSession(ctx context.Context, sl *slot, workers *sync.WaitGroup) (up time.Duration, err error) {
 	if c.stopping(ctx) {
 		return 0, nil
 	}
@@ -60,13 +63,11 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 		InlineHandlers:    true, // handle only Sends; one goroutine hop less per request
 		InlineWrites:      true, // a proxy_res is written by its worker when the socket is idle
 	})
-	c.m.SocketUp(true)
-	defer c.m.SocketUp(false)
 	defer sock.Close(1000, "")
 	ended, end := context.WithCancel(ctx)
 	defer end()
 	s := &session{
-		c: c, sock: sock, ctx: ctx, ended: ended, workers: workers,
+		c: c, sock: sock, ctx: ctx, ended: ended, workers: workers, slot: sl,
 		part:       sessionPart{connected: true},
 		rejoin:     make(chan struct{}, 1),
 		dead:       make(chan struct{}),
@@ -100,8 +101,9 @@ func (s *session) join(ctx context.Context) error {
 	s.setPart(func(p *sessionPart) {
 		p.joined, p.path, p.connectedAt, p.lastAck = true, jr.Path, now, now
 	})
+	s.c.sessions.setState(s.slot, SessionJoined)
 	s.c.sessions.joined()
-	s.c.log.Info("joined Plugboard", slog.String("path", jr.Path), slog.String("topic", "telephone:"+s.c.tokens.current().claims.PathID))
+	s.c.log.Info("joined Plugboard", slog.Int("session", s.slot.id), slog.String("path", jr.Path), slog.String("topic", "telephone:"+s.c.tokens.current().claims.PathID))
 	return nil
 }
 
@@ -137,6 +139,7 @@ func (s *session) serveUntilEnd(ctx context.Context) error {
 // rejoinLoop re-joins after phx_error/phx_close with the jittered backoff, while the socket lives.
 func (s *session) rejoinLoop(ctx context.Context) error {
 	s.setPart(func(p *sessionPart) { p.joined = false })
+	s.c.sessions.setState(s.slot, SessionRejoining)
 	s.c.ws.closeAll(s, websocketGoingAway)
 	bo := &phoenix.Backoff{Initial: s.c.conf().backoffInitial, Max: s.c.conf().backoffMax}
 	wctx, stop := s.c.untilShutdown(ctx)
@@ -150,7 +153,8 @@ func (s *session) rejoinLoop(ctx context.Context) error {
 			return nil
 		}
 		s.c.setError(err)
-		s.c.log.Warn("re-join failed", slog.Any("error", err))
+		s.c.sessions.failed(s.slot, err)
+		s.c.log.Warn("re-join failed", slog.Int("session", s.slot.id), slog.Any("error", err))
 		if errors.Is(err, phoenix.ErrClosed) {
 			return err
 		}
@@ -162,6 +166,7 @@ func (s *session) leave() {
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.conf().connectTimeout)
 	defer cancel()
 	if s.ch.Joined() {
+		s.c.sessions.setState(s.slot, SessionLeaving)
 		s.leaving.Store(true)
 		if err := s.ch.Leave(ctx); err != nil {
 			s.c.log.Warn("phx_leave failed", slog.Any("error", err))
@@ -194,7 +199,7 @@ func (s *session) handle(m phoenix.Message) {
 		if s.leaving.Load() {
 			return
 		}
-		s.c.log.Warn("Plugboard ended the channel; re-joining", slog.String("event", m.Event))
+		s.c.log.Warn("Plugboard ended the channel; re-joining", slog.Int("session", s.slot.id), slog.String("event", m.Event))
 		select {
 		case s.rejoin <- struct{}{}:
 		default:

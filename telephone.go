@@ -16,9 +16,9 @@ import (
 	"github.com/verastack/telephone/transport"
 )
 
-// Client keeps one session with Plugboard and serves the requests Plugboard pushes to it. Create
-// it with New, start it with Run and stop it with Shutdown. All methods are safe for concurrent
-// use.
+// Client keeps WithConnections sessions with Plugboard (each its own WebSocket, all joined to
+// the token's path) and serves the requests Plugboard pushes to any of them. Create it with
+// New, start it with Run and stop it with Shutdown. All methods are safe for concurrent use.
 type Client struct {
 	url     string
 	pbHost  string  // Plugboard's host:port, computed once from url
@@ -32,7 +32,7 @@ type Client struct {
 	ws      *wsManager
 	dialFn  func(ctx context.Context, token string) (phoenix.Conn, error) // dialTransport; replaced in tests
 
-	sessions sessionSet // the sessions with Plugboard (one at a time today)
+	sessions sessionSet // the sessions with Plugboard, one per WithConnections slot
 
 	reloadMu sync.Mutex // serialises Reload
 
@@ -99,6 +99,7 @@ func New(plugboardURL string, opts ...Option) (*Client, error) {
 	c.guard = newGuard(c.cfg, c.log, c.m)
 	c.handler = c.buildHandler()
 	c.ws = newWSManager(c)
+	c.sessions.init(o.connections, c.m.Sessions)
 	return c, nil
 }
 
@@ -141,7 +142,7 @@ func (c *Client) Run(ctx context.Context) error {
 	refresh.Go(func() { c.refreshLoop(refreshCtx) })
 	defer refresh.Wait()
 	defer stopRefresh()
-	err := c.loop(workCtx, &workers)
+	err := c.runSlots(workCtx, &workers)
 	if err != nil {
 		c.setError(err)
 		c.log.Error("telephone stopped", slog.Any("error", err))
@@ -164,23 +165,51 @@ func (c *Client) begin(cancel context.CancelFunc) error {
 	return nil
 }
 
-// loop runs sessions until shutdown, cancellation or a permanent error.
-func (c *Client) loop(ctx context.Context, workers *sync.WaitGroup) error {
+// runSlots runs one reconnect loop per session slot (WithConnections) until shutdown,
+// cancellation, or a permanent error in a slot while no other session is joined; that error
+// stops every slot and is returned.
+func (c *Client) runSlots(ctx context.Context, workers *sync.WaitGroup) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var slots sync.WaitGroup
+	for _, sl := range c.sessions.slots {
+		slots.Go(func() {
+			if err := c.loop(ctx, sl, workers); err != nil {
+				stop(err)
+			}
+		})
+	}
+	slots.Wait()
+	if err := context.Cause(ctx); err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// loop runs the sessions of one slot, one after another, until shutdown, cancellation or a
+// permanent error. A refused token is permanent only while no other session is joined: a
+// healthy session keeps the path served (and can refresh the token), and this slot keeps
+// trying with its backoff.
+func (c *Client) loop(ctx context.Context, sl *slot, workers *sync.WaitGroup) error {
 	bo := &phoenix.Backoff{Initial: c.conf().backoffInitial, Max: c.conf().backoffMax, StableAfter: c.conf().stableAfter}
 	for {
-		up, err := c.runSession(ctx, workers)
+		c.sessions.setState(sl, SessionConnecting)
+		up, err := c.runSession(ctx, sl, workers)
+		c.sessions.setState(sl, SessionDown)
 		if c.stopping(ctx) {
 			c.waitDrained(ctx)
 			return nil
 		}
-		if errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrNoToken) {
+		if (errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrNoToken)) && !c.sessions.anyJoined() {
+			c.sessions.failed(sl, err)
 			return err
 		}
 		c.setError(err)
+		c.sessions.failed(sl, err)
 		if up > 0 {
-			c.log.Warn("session ended; reconnecting", slog.Any("error", err), slog.Duration("up", up))
+			c.log.Warn("session ended; reconnecting", slog.Int("session", sl.id), slog.Any("error", err), slog.Duration("up", up))
 		} else {
-			c.log.Warn("could not connect to Plugboard; retrying", slog.Any("error", err))
+			c.log.Warn("could not connect to Plugboard; retrying", slog.Int("session", sl.id), slog.Any("error", err))
 		}
 		bo.ConnectionLost(up)
 		waitCtx, stop := c.untilShutdown(ctx)
@@ -189,6 +218,7 @@ func (c *Client) loop(ctx context.Context, workers *sync.WaitGroup) error {
 		if werr != nil {
 			continue // shutdown or cancellation; checked at the top of the next round
 		}
+		c.sessions.reconnecting(sl)
 		c.setState(func(s *Status) { s.Reconnects++ })
 		c.m.Reconnect()
 	}

@@ -52,11 +52,12 @@ func (s *Server) DropSocket(id string) (failed int, err error) {
 
 // SocketInfo describes one live telephone socket (Sockets).
 type SocketInfo struct {
-	ID      string `json:"id"`       // the server's id for the socket: "1", "2", ... in connect order
-	TokenID string `json:"token_id"` // the token it authenticated with
-	PathID  string `json:"path_id"`
-	Joined  bool   `json:"joined"`  // its telephone channel is joined
-	Pending int    `json:"pending"` // HTTP callers waiting for a proxy_res on it
+	ID         string `json:"id"`       // the server's id for the socket: "1", "2", ... in connect order
+	TokenID    string `json:"token_id"` // the token it authenticated with
+	PathID     string `json:"path_id"`
+	Joined     bool   `json:"joined"`     // its telephone channel is joined
+	Pending    int    `json:"pending"`    // HTTP callers waiting for a proxy_res on it
+	WebSockets int    `json:"websockets"` // proxied client WebSockets carried by it
 }
 
 // Sockets lists the live telephone sockets in connect order.
@@ -68,6 +69,7 @@ func (s *Server) Sockets() []SocketInfo {
 		for _, ch := range sk.channels {
 			info.Joined = true
 			info.Pending += len(ch.pending)
+			info.WebSockets += len(ch.wsConns)
 		}
 		out = append(out, info)
 	}
