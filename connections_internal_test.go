@@ -27,15 +27,18 @@ func (f *fakePlugboard) dialTimes() []time.Time {
 	return slices.Clone(f.dials)
 }
 
-func joinedSessions(st Status) int {
+// inState counts the sessions in state.
+func inState(st Status, state string) int {
 	n := 0
 	for _, s := range st.Sessions {
-		if s.State == SessionJoined {
+		if s.State == state {
 			n++
 		}
 	}
 	return n
 }
+
+func joinedSessions(st Status) int { return inState(st, SessionJoined) }
 
 // TestSessionsReconnectOnTheirOwn: when every socket is lost at once (a Plugboard restart),
 // each session redials after its own jittered backoff: no two in lockstep, all within the first
@@ -120,3 +123,5 @@ func TestRefusedDialKeepsHealthySessions(t *testing.T) {
 		}
 	})
 }
+
+func leavingSessions(st Status) int { return inState(st, SessionLeaving) }

@@ -202,11 +202,21 @@ func (s *session) dispatch(payload json.RawMessage) {
 	s.inflight.Add(1)
 	s.workers.Go(func() {
 		defer c.release()
-		defer s.inflight.Add(-1)
+		defer s.done()
 		defer ticket.done()
 		defer c.guard.budget.release(bodyBytes)
 		s.serveRequest(pr, ticket, log)
 	})
+}
+
+// done counts one request of the session answered, signalling idle when none is left.
+func (s *session) done() {
+	if s.inflight.Add(-1) == 0 {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // serveRequest forwards one admitted request and sends its proxy_res exactly once: the handler's

@@ -25,8 +25,12 @@ type session struct {
 	ended   context.Context // cancelled when runSession returns
 	workers *sync.WaitGroup
 
-	slot     *slot        // where Status reports this session
-	inflight atomic.Int64 // requests received on this session's channel and not yet answered
+	slot     *slot         // where Status reports this session
+	inflight atomic.Int64  // requests received on this session's channel and not yet answered
+	idle     chan struct{} // signalled (buffered 1) when inflight drops to 0
+	leaveReq chan leaveAt  // Shutdown asks the session to leave (buffered 1)
+
+	leaveAsked bool // guarded by sessionSet.mu: the drain has sent on leaveReq
 
 	mu   sync.Mutex  // guards part
 	part sessionPart // this session's share of Status
@@ -70,6 +74,8 @@ func (c *Client) runSession(ctx context.Context, sl *slot, workers *sync.WaitGro
 		c: c, sock: sock, ctx: ctx, ended: ended, workers: workers, slot: sl,
 		part:       sessionPart{connected: true},
 		rejoin:     make(chan struct{}, 1),
+		idle:       make(chan struct{}, 1),
+		leaveReq:   make(chan leaveAt, 1),
 		dead:       make(chan struct{}),
 		refreshAck: make(chan string, 1),
 	}
@@ -79,6 +85,10 @@ func (c *Client) runSession(ctx context.Context, sl *slot, workers *sync.WaitGro
 	defer c.ws.closeAll(s, websocketGoingAway)
 	if err := s.join(ctx); err != nil {
 		return 0, err
+	}
+	if c.draining() {
+		s.leave() // joined while the drain began: it has nothing in flight yet
+		return 0, nil
 	}
 	joinedAt := time.Now()
 	err = s.serveUntilEnd(ctx)
@@ -121,6 +131,8 @@ func (s *session) serveUntilEnd(ctx context.Context) error {
 		case <-ctx.Done():
 			s.sock.Close(1001, "telephone stopping")
 			return nil
+		case req := <-s.leaveReq:
+			s.leaveWhenIdle(req)
 		case <-s.c.drainedCh:
 			s.leave()
 			return nil
@@ -161,8 +173,47 @@ func (s *session) rejoinLoop(ctx context.Context) error {
 	}
 }
 
+// leaveAt is Shutdown's request to leave: at a moment with nothing in flight, at the latest
+// by deadline; left is closed once the session has left (or could not).
+type leaveAt struct {
+	deadline time.Time
+	left     chan struct{}
+}
+
+// leaveWhenIdle leaves the channel at the first moment the session has nothing in flight, so
+// that Plugboard's end-of-channel 502 hits no caller, or at the deadline anyway. Until then
+// the session serves every request that reaches it. The socket stays open: in-flight work that
+// was forced out still finishes before the close (on drainedCh).
+func (s *session) leaveWhenIdle(req leaveAt) {
+	defer close(req.left)
+	s.c.sessions.setState(s.slot, SessionLeaving)
+	t := time.NewTimer(time.Until(req.deadline))
+	defer t.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-s.idle:
+		case <-t.C:
+			s.c.log.Warn("leaving with requests in flight: the drain's share of the grace period ran out",
+				slog.Int("session", s.slot.id), slog.Int64("in_flight", s.inflight.Load()))
+			s.leaveChannel()
+			return
+		case <-s.sock.Done():
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+	s.leaveChannel()
+}
+
 // leave ends the session politely after a drain: phx_leave, then close code 1000.
 func (s *session) leave() {
+	s.leaveChannel()
+	s.sock.Close(1000, "telephone shutting down")
+}
+
+// leaveChannel sends phx_leave and waits for its reply, unless the channel is not joined.
+func (s *session) leaveChannel() {
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.conf().connectTimeout)
 	defer cancel()
 	if s.ch.Joined() {
@@ -171,8 +222,8 @@ func (s *session) leave() {
 		if err := s.ch.Leave(ctx); err != nil {
 			s.c.log.Warn("phx_leave failed", slog.Any("error", err))
 		}
+		s.setPart(func(p *sessionPart) { p.joined = false })
 	}
-	s.sock.Close(1000, "telephone shutting down")
 }
 
 // handle runs on the socket's reader goroutine, in order; it must not block for long nor

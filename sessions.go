@@ -157,6 +157,27 @@ func (ss *sessionSet) pick() (*session, <-chan struct{}) {
 	return nil, ss.joinedCh
 }
 
+// nextToLeave returns a joined live session that the drain has not asked to leave yet, marking
+// it asked, and how many such sessions there are (it included); nil when there are none.
+func (ss *sessionSet) nextToLeave() (*session, int) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var next *session
+	n := 0
+	for _, s := range ss.live {
+		if !s.leaveAsked && s.getPart().joined {
+			if next == nil {
+				next = s
+			}
+			n++
+		}
+	}
+	if next != nil {
+		next.leaveAsked = true
+	}
+	return next, n
+}
+
 // anyJoined reports whether some live session is joined.
 func (ss *sessionSet) anyJoined() bool {
 	s, _ := ss.pick()

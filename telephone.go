@@ -251,29 +251,24 @@ func (c *Client) waitDrained(ctx context.Context) {
 	}
 }
 
-// Shutdown stops the Client gracefully: new requests get 503, in-flight requests finish (they
-// are not cancelled) until ctx's deadline, then the channel is left and the socket closed with
-// code 1000. If ctx ends first, in-flight requests are cancelled and ctx's error is returned.
-// Shutdown returns once Run has returned; calling it before or without Run is allowed.
+// Shutdown stops the Client gracefully, losing nothing Plugboard has routed to it. The sessions
+// leave their channels one after another, so the path keeps a channel while one remains; each
+// keeps serving every request that reaches it normally and leaves at a moment when it has
+// nothing in flight, so that Plugboard's end-of-channel 502 hits no caller. A session that
+// finds no such moment within its share of ctx's deadline (the time left divided among the
+// sessions still to leave and a final share for in-flight work; the request timeout when ctx
+// has no deadline) leaves anyway. Then in-flight requests finish (they are not cancelled), and
+// the sockets close with code 1000. New proxied WebSockets are refused from the start. If ctx
+// ends first, in-flight requests are cancelled and ctx's error is returned. Shutdown returns
+// once Run has returned; calling it before or without Run is allowed.
 func (c *Client) Shutdown(ctx context.Context) error {
 	c.beginShut()
 	c.mu.Lock()
 	running := c.running
-	var idle chan struct{}
-	if c.inflight > 0 {
-		if c.idle == nil {
-			c.idle = make(chan struct{})
-		}
-		idle = c.idle
-	}
 	c.mu.Unlock()
-	var err error
-	if idle != nil {
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+	err := c.leaveOneByOne(ctx)
+	if err == nil {
+		err = c.waitIdle(ctx)
 	}
 	c.drainOnce.Do(func() { close(c.drainedCh) })
 	if !running {
@@ -291,6 +286,51 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	}
 }
 
+// leaveOneByOne asks each joined session in turn to leave when it is idle, each within its
+// share of the time left, and waits for it to have left.
+func (c *Client) leaveOneByOne(ctx context.Context) error {
+	for {
+		s, remaining := c.sessions.nextToLeave()
+		if s == nil {
+			return nil
+		}
+		deadline := time.Now().Add(c.conf().requestTimeout)
+		if d, ok := ctx.Deadline(); ok {
+			deadline = time.Now().Add(time.Until(d) / time.Duration(remaining+1))
+		}
+		req := leaveAt{deadline: deadline, left: make(chan struct{})}
+		s.leaveReq <- req // buffered 1; nextToLeave hands each session out once
+		select {
+		case <-req.left:
+		case <-s.ended.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// waitIdle waits until no request is in flight, or ctx ends.
+func (c *Client) waitIdle(ctx context.Context) error {
+	c.mu.Lock()
+	var idle chan struct{}
+	if c.inflight > 0 {
+		if c.idle == nil {
+			c.idle = make(chan struct{})
+		}
+		idle = c.idle
+	}
+	c.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (c *Client) cancelWork() {
 	c.mu.Lock()
 	cancel := c.hardCancel
@@ -300,12 +340,13 @@ func (c *Client) cancelWork() {
 	}
 }
 
-// acquire registers an in-flight request; false once Shutdown has begun.
+// acquire registers an in-flight request; false once the drain is over (every session has
+// left, or Shutdown gave up waiting): a request that still arrives then gets 503.
 func (c *Client) acquire() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	select {
-	case <-c.shutdownCh:
+	case <-c.drainedCh:
 		return false
 	default:
 	}
