@@ -173,7 +173,7 @@ func (s *session) dispatch(payload json.RawMessage) {
 		s.reply(pr.RequestID, errorResponse(http.StatusBadRequest, "Bad Request: "+br.Reason))
 		return
 	}
-	if !c.acquire() {
+	if s.refusing.Load() || !c.acquire() {
 		c.m.Rejected("shutdown")
 		s.reply(pr.RequestID, errorResponse(http.StatusServiceUnavailable, "Service Unavailable: telephone is shutting down"))
 		return

@@ -519,32 +519,44 @@ func TestShutdownDrainsThenLeaves(t *testing.T) {
 	})
 }
 
-// TestShutdownLeavesAnywayAtItsShare: a session that never becomes idle leaves when its share
-// of the grace period is over (half of it with one session), then Shutdown waits for the rest.
-func TestShutdownLeavesAnywayAtItsShare(t *testing.T) {
+// TestShutdownRefusesAfterItsShare: a session that is never idle within its share of the grace
+// period (half of it with one session) serves normally until then, then answers new requests
+// 503 at once while its forwarded request finishes, and leaves right after that request's
+// answer.
+func TestShutdownRefusesAfterItsShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+		release := make(chan struct{})
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/held" {
+				<-release
+			}
+			w.WriteHeader(http.StatusAccepted)
+		})
 		f := newFakePlugboard(t)
 		c, stop := runFake(t, f, WithToken(f.mint(time.Hour)), WithHandler(h), WithConnections(1))
 		defer stop()
-		f.pushTo(t, 0, 0, "/forever")
+		f.pushTo(t, 0, 0, "/held")
 		synctest.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		shut := make(chan error, 1)
 		go func() { shut <- c.Shutdown(ctx) }()
 		time.Sleep(5*time.Second - time.Millisecond)
+		f.pushTo(t, 0, 1, "/before")
 		synctest.Wait()
-		if f.sawLeave() {
-			t.Fatal("left before its share of the grace period")
-		}
 		time.Sleep(time.Millisecond)
 		synctest.Wait()
-		if !f.sawLeave() {
-			t.Fatal("did not leave at the end of its share")
+		f.pushTo(t, 0, 2, "/after")
+		synctest.Wait()
+		if got := f.statuses(); got[http.StatusAccepted] != 1 || got[http.StatusServiceUnavailable] != 1 || f.sawLeave() {
+			t.Fatalf("within and past the share: answers %v, left %v", got, f.sawLeave())
 		}
-		if err := <-shut; !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Shutdown = %v, want the deadline", err)
+		close(release)
+		if err := <-shut; err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+		if ev := f.eventLog(); len(ev) != 4 || ev[2] != "0 proxy_res 202" || ev[3] != "0 phx_leave" {
+			t.Fatalf("events %v: want the held answer, then phx_leave", ev)
 		}
 	})
 }

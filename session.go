@@ -29,6 +29,7 @@ type session struct {
 	inflight atomic.Int64  // requests received on this session's channel and not yet answered
 	idle     chan struct{} // signalled (buffered 1) when inflight drops to 0
 	leaveReq chan leaveAt  // Shutdown asks the session to leave (buffered 1)
+	refusing atomic.Bool   // the drain's wait for an idle moment ran out: new requests get 503
 
 	leaveAsked bool // guarded by sessionSet.mu: the drain has sent on leaveReq
 
@@ -181,9 +182,11 @@ type leaveAt struct {
 }
 
 // leaveWhenIdle leaves the channel at the first moment the session has nothing in flight, so
-// that Plugboard's end-of-channel 502 hits no caller, or at the deadline anyway. Until then
-// the session serves every request that reaches it. The socket stays open: in-flight work that
-// was forced out still finishes before the close (on drainedCh).
+// that Plugboard's end-of-channel 502 hits no caller. Until then the session serves every
+// request that reaches it. Under steady load that moment may never come: at the deadline the
+// session starts answering new requests 503 at once (not forwarded, so safe to retry) while
+// the forwarded ones finish, and leaves when they have. A hard stop (Shutdown's ctx ending)
+// closes the socket instead. The socket stays open until drainedCh.
 func (s *session) leaveWhenIdle(req leaveAt) {
 	defer close(req.left)
 	s.c.sessions.setState(s.slot, SessionLeaving)
@@ -193,14 +196,14 @@ func (s *session) leaveWhenIdle(req leaveAt) {
 		select {
 		case <-s.idle:
 		case <-t.C:
-			s.c.log.Warn("leaving with requests in flight: the drain's share of the grace period ran out",
-				slog.Int("session", s.slot.id), slog.Int64("in_flight", s.inflight.Load()))
-			s.leaveChannel()
-			return
+			if !s.refusing.Swap(true) {
+				s.c.log.Info("no idle moment within the drain's share: refusing new requests until the forwarded ones finish",
+					slog.Int("session", s.slot.id), slog.Int64("in_flight", s.inflight.Load()))
+			}
 		case <-s.sock.Done():
 			return
 		case <-s.ctx.Done():
-			return
+			return // hard stop: the socket closes with 1001
 		}
 	}
 	s.leaveChannel()
