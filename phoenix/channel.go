@@ -38,6 +38,11 @@ type Channel struct {
 // Topic returns the channel's topic.
 func (c *Channel) Topic() string { return c.topic }
 
+// Queued returns how many inbound messages wait for the handler (received from the socket,
+// not yet delivered): work that has reached the client but that the handler has not seen.
+// It is always 0 with SocketOptions.InlineHandlers, which has no queue.
+func (c *Channel) Queued() int { return len(c.in) }
+
 // JoinRef returns the current join_ref: the ref of the latest phx_join sent, or ""
 // before the first Join.
 func (c *Channel) JoinRef() string {

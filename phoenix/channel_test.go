@@ -272,6 +272,26 @@ func TestChannelLeave(t *testing.T) {
 // A reply to a request still in flight when Leave begins goes out until the
 // server has answered the phx_leave: it must not be refused (that turned every
 // request in flight at a drain into a 502).
+// Queued counts the messages received for the handler and not yet delivered to it.
+func TestChannelQueued(t *testing.T) {
+	runSocket(t, noHeartbeat, func(t *testing.T, s *Socket, srv *fakeServer) {
+		release := make(chan struct{})
+		c := joinChannel(t, s, srv, func(Message) { <-release })
+		for range 3 {
+			srv.push("1", topic, "proxy_req", `{}`)
+		}
+		synctest.Wait() // the first is in the handler, two wait
+		if n := c.Queued(); n != 2 {
+			t.Fatalf("Queued = %d, want 2", n)
+		}
+		close(release)
+		synctest.Wait()
+		if n := c.Queued(); n != 0 {
+			t.Fatalf("Queued after delivery = %d", n)
+		}
+	})
+}
+
 func TestChannelSendWhileLeaving(t *testing.T) {
 	runSocket(t, noHeartbeat, func(t *testing.T, s *Socket, srv *fakeServer) {
 		c := joinChannel(t, s, srv, nil)
