@@ -57,6 +57,7 @@ var reloadRules = []reloadRule{
 	{"WithHeartbeat", false, false, func(o *options) []any { return []any{&o.heartbeatInterval, &o.heartbeatMisses} }},
 	{"WithPhoenixHeartbeat", false, false, func(o *options) []any { return []any{&o.phoenixHeartbeat} }},
 	{"WithConnections", false, false, func(o *options) []any { return []any{&o.connections} }},
+	{"WithMemoryBudget", false, false, func(o *options) []any { return []any{&o.memoryBudget} }},
 	{"WithConnectTimeout", false, false, func(o *options) []any { return []any{&o.connectTimeout} }},
 	{"WithReconnectBackoff", false, false, func(o *options) []any { return []any{&o.backoffInitial, &o.backoffMax} }},
 	{"WithPlugboardSecret", false, false, func(o *options) []any { return []any{&o.plugboardSecret} }},

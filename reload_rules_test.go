@@ -81,6 +81,7 @@ func reloadCases() map[string]reloadCase {
 		"WithHeartbeat":                 {opt: WithHeartbeat(time.Second, 3)},
 		"WithPhoenixHeartbeat":          {opt: WithPhoenixHeartbeat(time.Second)},
 		"WithConnections":               {opt: WithConnections(3)},
+		"WithMemoryBudget":              {opt: WithMemoryBudget(64 << 20)},
 		"WithConnectTimeout":            {opt: WithConnectTimeout(time.Second)},
 		"WithReconnectBackoff":          {opt: WithReconnectBackoff(2*time.Second, time.Minute)},
 		"WithRequestTimeout":            {opt: WithRequestTimeout(time.Second)},
