@@ -336,7 +336,9 @@ func TestRejoinsAfterChannelCrash(t *testing.T) {
 	t.Parallel()
 	tn := startTunnel(t, nil, telephone.WithHandler(http.NotFoundHandler()))
 	tn.srv.CrashChannels(tn.tok.PathID)
-	waitFor(t, func() bool { return tn.srv.Joined(tn.tok.PathID) == 1 && tn.client.Status().Joined })
+	waitFor(t, func() bool {
+		return tn.srv.Joined(tn.tok.PathID) == telephone.DefaultConnections && joinedCount(tn.client.Status()) == telephone.DefaultConnections
+	})
 	if st := tn.client.Status(); st.Reconnects != 0 {
 		t.Errorf("a channel crash must re-join on the same socket, got %d reconnects", st.Reconnects)
 	}

@@ -50,6 +50,11 @@ func TestRefreshRotatesTokenAcrossReconnectAndRestart(t *testing.T) {
 	c := newClient()
 	done := make(chan error, 1)
 	go func() { done <- c.Run(context.Background()) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("status %+v\nclient log:\n%s", c.Status(), logs.String())
+		}
+	})
 	waitForWithin(t, 30*time.Second, func() bool { return !c.Status().LastRefresh.IsZero() })
 	rotated := srv.CurrentToken(tok.ID)
 	if rotated == tok.Token {
@@ -67,7 +72,7 @@ func TestRefreshRotatesTokenAcrossReconnectAndRestart(t *testing.T) {
 		t.Fatalf("old token after refresh: %v, want 403", err)
 	}
 	srv.DropAll()
-	waitFor(t, func() bool { return c.Status().Reconnects > 0 && srv.Joined(path) == 1 })
+	waitFor(t, func() bool { return c.Status().Reconnects > 0 && srv.Joined(path) == telephone.DefaultConnections })
 	if err := c.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}

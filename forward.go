@@ -144,13 +144,23 @@ func (pr *proxyReq) httpRequest(ctx context.Context, remote string) *http.Reques
 }
 
 // dispatch runs on the socket's reader goroutine: it validates and admits the request,
-// answering rejections at once, and starts a worker for the rest.
+// answering rejections at once, and starts a worker for the rest. The request counts as in
+// flight on the session from its arrival until its answer is queued (for the drain).
 func (s *session) dispatch(payload json.RawMessage) {
+	s.inflight.Add(1)
+	if !s.admit(payload) {
+		s.done()
+	}
+}
+
+// admit answers a proxy_req that is rejected at once and reports false, or hands it to a
+// worker (which calls done) and reports true.
+func (s *session) admit(payload json.RawMessage) bool {
 	c := s.c
 	pr, err := parseProxyReq(payload)
 	if pr.RequestID == "" {
 		c.log.Warn("dropping proxy_req without a usable request_id", slog.Any("error", err))
-		return
+		return false
 	}
 	log := c.log.With(slog.String("request_id", pr.RequestID))
 	var br *badRequest
@@ -158,12 +168,12 @@ func (s *session) dispatch(payload json.RawMessage) {
 		log.Warn("invalid proxy_req", slog.String("reason", br.Reason))
 		c.m.Rejected("invalid")
 		s.reply(pr.RequestID, errorResponse(http.StatusBadRequest, "Bad Request: "+br.Reason))
-		return
+		return false
 	}
-	if !c.acquire() {
+	if s.refusing.Load() || !c.acquire() {
 		c.m.Rejected("shutdown")
 		s.reply(pr.RequestID, errorResponse(http.StatusServiceUnavailable, "Service Unavailable: telephone is shutting down"))
-		return
+		return false
 	}
 	ticket, rej := c.guard.admit(pr.RequestID, int64(len(pr.Body)))
 	if rej != nil {
@@ -173,7 +183,7 @@ func (s *session) dispatch(payload json.RawMessage) {
 			log.Debug("request rejected", slog.String("reason", rej.reason))
 			s.reply(pr.RequestID, rej.res)
 		}
-		return
+		return false
 	}
 	// The body is in memory already; waiting here (on the socket's reader) keeps more
 	// frames from being read while the budget is exhausted.
@@ -184,14 +194,26 @@ func (s *session) dispatch(payload json.RawMessage) {
 		c.m.Rejected("memory")
 		log.Debug("request rejected", slog.String("reason", "memory"))
 		s.reply(pr.RequestID, res)
-		return
+		return false
 	}
 	s.workers.Go(func() {
 		defer c.release()
+		defer s.done()
 		defer ticket.done()
 		defer c.guard.budget.release(bodyBytes)
 		s.serveRequest(pr, ticket, log)
 	})
+	return true
+}
+
+// done counts one request of the session answered, signalling idle when none is left.
+func (s *session) done() {
+	if s.inflight.Add(-1) == 0 {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // serveRequest forwards one admitted request and sends its proxy_res exactly once: the handler's

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -423,24 +424,47 @@ func TestDeadlinePassedIsAnsweredAndForgotten(t *testing.T) {
 	})
 }
 
-// TestShutdownDrainsThenLeaves checks the shutdown order: new requests get 503 at once,
-// the in-flight one finishes (not cancelled), then phx_leave, then the socket closes.
+// pushTo pushes a proxy_req for path with request id reqID(id) on connection conn.
+func (f *fakePlugboard) pushTo(t *testing.T, conn, id int, path string) {
+	t.Helper()
+	f.mu.Lock()
+	c := f.servers[conn]
+	f.mu.Unlock()
+	p, _ := json.Marshal(map[string]any{"request_id": reqID(id), "method": "GET", "path": path})
+	frame, _ := phoenix.EncodeText(phoenix.Message{JoinRef: "1", Topic: "telephone:" + f.pathID, Event: "proxy_req", Payload: p})
+	if err := c.Write(context.Background(), false, frame); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fakePlugboard) eventLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.events)
+}
+
+// TestShutdownDrainsThenLeaves checks the drain order with two sessions: they leave one after
+// another, each only when nothing is in flight on it; until it leaves, a session serves what
+// reaches it normally (not 503); then the sockets close. In-flight requests are not cancelled.
 func TestShutdownDrainsThenLeaves(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
 		cancelled := false
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-				cancelled = true
+			if r.URL.Path == "/held" {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					cancelled = true
+				}
 			}
 			w.WriteHeader(http.StatusAccepted)
 		})
 		f := newFakePlugboard(t)
 		store := tokenstore.NewMemory()
 		configured := f.mint(time.Hour)
-		c, err := New("ws://plugboard.test/telephone/websocket", WithToken(configured), WithHandler(h), WithTokenStore(store))
+		c, err := New("ws://plugboard.test/telephone/websocket", WithToken(configured), WithHandler(h),
+			WithTokenStore(store), WithConnections(2))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -451,26 +475,24 @@ func TestShutdownDrainsThenLeaves(t *testing.T) {
 		if stored, _ := store.Load(context.Background()); stored != configured {
 			t.Fatal("the configured token was not stored at start-up")
 		}
-		f.pushProxyReqs(t, 1) // request 0: in flight
+		f.pushTo(t, 0, 0, "/held") // in flight on connection 0
 		synctest.Wait()
 		shut := make(chan error, 1)
 		go func() { shut <- c.Shutdown(context.Background()) }()
 		synctest.Wait()
-		f.mu.Lock()
-		f.results = nil
-		f.mu.Unlock()
-		f.mu.Lock()
-		conn := f.server
-		f.mu.Unlock()
-		p, _ := json.Marshal(map[string]any{"request_id": reqID(1), "method": "GET", "path": "/late"})
-		frame, _ := phoenix.EncodeText(phoenix.Message{JoinRef: "1", Topic: "telephone:" + f.pathID, Event: "proxy_req", Payload: p})
-		_ = conn.Write(context.Background(), false, frame)
-		synctest.Wait()
-		if got := f.statuses(); got[http.StatusServiceUnavailable] != 1 || len(got) != 1 {
-			t.Fatalf("request during the drain: %v", got)
+		// Connection 1 had nothing in flight: it left at once, or is not asked yet. Connection 0
+		// waits for its request either way, and the path keeps a channel.
+		if ev := f.eventLog(); slices.Contains(ev, "0 phx_leave") {
+			t.Fatalf("connection 0 left with a request in flight: %v", ev)
 		}
-		if !c.Status().Draining || !c.Status().Joined {
-			t.Fatalf("status during drain %+v", c.Status())
+		st := c.Status()
+		if !st.Draining || !st.Joined || leavingSessions(st) == 0 {
+			t.Fatalf("status during the drain %+v, events %v", st, f.eventLog())
+		}
+		f.pushTo(t, 0, 1, "/late") // reaches the channel before it left: served normally
+		synctest.Wait()
+		if got := f.statuses(); got[http.StatusAccepted] != 1 || len(got) != 1 {
+			t.Fatalf("request during the drain: %v", got)
 		}
 		close(release)
 		if err := <-shut; err != nil {
@@ -480,11 +502,61 @@ func TestShutdownDrainsThenLeaves(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.wg.Wait()
-		if got := f.statuses(); got[http.StatusAccepted] != 1 || cancelled {
-			t.Fatalf("in-flight request: %v (cancelled %v)", got, cancelled)
+		if got := f.statuses(); got[http.StatusAccepted] != 2 || cancelled {
+			t.Fatalf("answers %v (cancelled %v)", got, cancelled)
 		}
-		if !f.sawLeave() {
-			t.Fatal("no phx_leave before closing")
+		ev := f.eventLog()
+		i0, i1 := slices.Index(ev, "0 phx_leave"), slices.Index(ev, "1 phx_leave")
+		if i0 < 0 || i1 < 0 || f.leaves != 2 {
+			t.Fatalf("both sessions must leave: %v", ev)
+		}
+		if ev[len(ev)-1] != "0 phx_leave" && ev[len(ev)-1] != "1 phx_leave" || slices.Index(ev, "0 proxy_res 202") > i0 {
+			t.Fatalf("a proxy_res followed its channel's phx_leave: %v", ev)
+		}
+		if st := c.Status(); st.Joined || st.Connected {
+			t.Fatalf("status after Shutdown %+v", st)
+		}
+	})
+}
+
+// TestShutdownRefusesAfterItsShare: a session that is never idle within its share of the grace
+// period (half of it with one session) serves normally until then, then answers new requests
+// 503 at once while its forwarded request finishes, and leaves right after that request's
+// answer.
+func TestShutdownRefusesAfterItsShare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/held" {
+				<-release
+			}
+			w.WriteHeader(http.StatusAccepted)
+		})
+		f := newFakePlugboard(t)
+		c, stop := runFake(t, f, WithToken(f.mint(time.Hour)), WithHandler(h), WithConnections(1))
+		defer stop()
+		f.pushTo(t, 0, 0, "/held")
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut := make(chan error, 1)
+		go func() { shut <- c.Shutdown(ctx) }()
+		time.Sleep(5*time.Second - time.Millisecond)
+		f.pushTo(t, 0, 1, "/before")
+		synctest.Wait()
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		f.pushTo(t, 0, 2, "/after")
+		synctest.Wait()
+		if got := f.statuses(); got[http.StatusAccepted] != 1 || got[http.StatusServiceUnavailable] != 1 || f.sawLeave() {
+			t.Fatalf("within and past the share: answers %v, left %v", got, f.sawLeave())
+		}
+		close(release)
+		if err := <-shut; err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+		if ev := f.eventLog(); len(ev) != 4 || ev[2] != "0 proxy_res 202" || ev[3] != "0 phx_leave" {
+			t.Fatalf("events %v: want the held answer, then phx_leave", ev)
 		}
 	})
 }

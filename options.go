@@ -37,6 +37,8 @@ const (
 	DefaultRetries            = 2
 	DefaultRetryBackoff       = 50 * time.Millisecond
 	DefaultMaxWebSockets      = 1024
+	DefaultConnections        = 2  // sessions (WebSockets) per Client
+	MaxConnections            = 16 // the most WithConnections accepts
 	DefaultMaxWebSocketFrame  = 1 << 20
 	DefaultWebSocketIdle      = 5 * time.Minute
 	DefaultWebSocketQueue     = 4 << 20
@@ -78,6 +80,7 @@ type options struct {
 	backoffInitial    time.Duration
 	backoffMax        time.Duration
 	stableAfter       time.Duration
+	connections       int
 
 	requestTimeout  time.Duration
 	maxResponseSize int64
@@ -115,6 +118,7 @@ func defaultOptions() options {
 		backoffInitial:     DefaultBackoffInitial,
 		backoffMax:         DefaultBackoffMax,
 		stableAfter:        DefaultStableAfter,
+		connections:        DefaultConnections,
 		requestTimeout:     DefaultRequestTimeout,
 		maxResponseSize:    DefaultMaxResponseSize,
 		chunkSize:          DefaultChunkSize,
@@ -318,6 +322,22 @@ func WithReconnectBackoff(initial, max time.Duration) Option {
 			return optErr("WithReconnectBackoff", "max %v must be between initial %v and 24h", max, initial)
 		}
 		o.backoffInitial, o.backoffMax = initial, max
+		return nil
+	}
+}
+
+// WithConnections sets how many sessions the Client keeps with Plugboard (default 2, at most
+// MaxConnections; 1 is a single socket). Each session is its own WebSocket over its own TCP
+// connection, so a load balancer can spread them over Plugboard nodes; each joins the token's
+// path, and Plugboard round-robins requests over every joined channel. Each reconnects on its
+// own with the jittered backoff, so losing one socket leaves the others serving. All share one
+// token.
+func WithConnections(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > MaxConnections {
+			return optErr("WithConnections", "must be between 1 and %d, got %d", MaxConnections, n)
+		}
+		o.connections = n
 		return nil
 	}
 }

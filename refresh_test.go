@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -75,6 +76,9 @@ type fakePlugboard struct {
 	issued    []string
 	conns     int
 	server    memConn           // the latest connection's server end
+	servers   []memConn         // every connection's server end, in dial order
+	dials     []time.Time       // when each dial happened (refused ones too)
+	events    []string          // "<conn> proxy_res <status>" and "<conn> phx_leave", in arrival order
 	results   []json.RawMessage // proxy_res payloads received
 	leaves    int               // phx_leave messages received
 	wg        sync.WaitGroup
@@ -100,6 +104,7 @@ func (f *fakePlugboard) mint(life time.Duration) string {
 func (f *fakePlugboard) dial(_ context.Context, token string) (phoenix.Conn, error) {
 	f.mu.Lock()
 	refused := f.refuse[token]
+	f.dials = append(f.dials, time.Now())
 	f.mu.Unlock()
 	if refused {
 		return nil, &transport.UpgradeError{StatusCode: http.StatusForbidden, URL: "ws://plugboard.test/telephone/websocket?token=REDACTED"}
@@ -108,12 +113,14 @@ func (f *fakePlugboard) dial(_ context.Context, token string) (phoenix.Conn, err
 	f.mu.Lock()
 	f.conns++
 	f.server = server
+	f.servers = append(f.servers, server)
+	idx := len(f.servers) - 1
 	f.mu.Unlock()
-	f.wg.Go(func() { f.serve(server) })
+	f.wg.Go(func() { f.serve(idx, server) })
 	return client, nil
 }
 
-func (f *fakePlugboard) serve(conn memConn) {
+func (f *fakePlugboard) serve(idx int, conn memConn) {
 	ctx := context.Background()
 	for {
 		_, data, err := conn.Read(ctx)
@@ -125,6 +132,7 @@ func (f *fakePlugboard) serve(conn memConn) {
 			f.t.Errorf("client sent a malformed frame: %v", err)
 			return
 		}
+		f.record(idx, m)
 		for _, out := range f.answer(m) {
 			frame, err := phoenix.EncodeText(out)
 			if err != nil {
@@ -136,6 +144,26 @@ func (f *fakePlugboard) serve(conn memConn) {
 			}
 		}
 	}
+}
+
+// record logs the proxy_res and phx_leave frames of connection idx.
+func (f *fakePlugboard) record(idx int, m phoenix.Message) {
+	var e string
+	switch m.Event {
+	case "proxy_res":
+		var p struct {
+			Status int `json:"status"`
+		}
+		_ = json.Unmarshal(m.Payload, &p)
+		e = fmt.Sprintf("%d proxy_res %d", idx, p.Status)
+	case phoenix.EventLeave:
+		e = fmt.Sprintf("%d phx_leave", idx)
+	default:
+		return
+	}
+	f.mu.Lock()
+	f.events = append(f.events, e)
+	f.mu.Unlock()
 }
 
 func reply(m phoenix.Message, status string, response any) phoenix.Message {

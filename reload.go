@@ -57,6 +57,7 @@ var reloadRules = []reloadRule{
 	{"WithRetries", false, false, func(o *options) []any { return []any{&o.retries, &o.retryBackoff} }},
 	{"WithHeartbeat", false, false, func(o *options) []any { return []any{&o.heartbeatInterval, &o.heartbeatMisses} }},
 	{"WithPhoenixHeartbeat", false, false, func(o *options) []any { return []any{&o.phoenixHeartbeat} }},
+	{"WithConnections", false, false, func(o *options) []any { return []any{&o.connections} }},
 	{"WithConnectTimeout", false, false, func(o *options) []any { return []any{&o.connectTimeout} }},
 	{"WithReconnectBackoff", false, false, func(o *options) []any { return []any{&o.backoffInitial, &o.backoffMax} }},
 	{"WithPlugboardSecret", false, false, func(o *options) []any { return []any{&o.plugboardSecret} }},

@@ -25,6 +25,14 @@ type session struct {
 	ended   context.Context // cancelled when runSession returns
 	workers *sync.WaitGroup
 
+	slot     *slot         // where Status reports this session
+	inflight atomic.Int64  // requests received on this session's channel and not yet answered
+	idle     chan struct{} // signalled (buffered 1) when inflight drops to 0
+	leaveReq chan leaveAt  // Shutdown asks the session to leave (buffered 1)
+	refusing atomic.Bool   // the drain's wait for an idle moment ran out: new requests get 503
+
+	leaveAsked bool // guarded by sessionSet.mu: the drain has sent on leaveReq
+
 	mu   sync.Mutex  // guards part
 	part sessionPart // this session's share of Status
 
@@ -45,7 +53,7 @@ type joinReply struct {
 
 // runSession connects, joins and serves until the socket dies, Shutdown has drained, or ctx
 // ends. up is how long the channel was joined.
-func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up time.Duration, err error) {
+func (c *Client) runSession(ctx context.Context, sl *slot, workers *sync.WaitGroup) (up time.Duration, err error) {
 	if c.stopping(ctx) {
 		return 0, nil
 	}
@@ -60,15 +68,15 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 		InlineHandlers:    true, // handle only Sends; one goroutine hop less per request
 		InlineWrites:      true, // a proxy_res is written by its worker when the socket is idle
 	})
-	c.m.SocketUp(true)
-	defer c.m.SocketUp(false)
 	defer sock.Close(1000, "")
 	ended, end := context.WithCancel(ctx)
 	defer end()
 	s := &session{
-		c: c, sock: sock, ctx: ctx, ended: ended, workers: workers,
+		c: c, sock: sock, ctx: ctx, ended: ended, workers: workers, slot: sl,
 		part:       sessionPart{connected: true},
 		rejoin:     make(chan struct{}, 1),
+		idle:       make(chan struct{}, 1),
+		leaveReq:   make(chan leaveAt, 1),
 		dead:       make(chan struct{}),
 		refreshAck: make(chan string, 1),
 	}
@@ -78,6 +86,10 @@ func (c *Client) runSession(ctx context.Context, workers *sync.WaitGroup) (up ti
 	defer c.ws.closeAll(s, websocketGoingAway)
 	if err := s.join(ctx); err != nil {
 		return 0, err
+	}
+	if c.draining() {
+		s.leave() // joined while the drain began: it has nothing in flight yet
+		return 0, nil
 	}
 	joinedAt := time.Now()
 	err = s.serveUntilEnd(ctx)
@@ -100,8 +112,9 @@ func (s *session) join(ctx context.Context) error {
 	s.setPart(func(p *sessionPart) {
 		p.joined, p.path, p.connectedAt, p.lastAck = true, jr.Path, now, now
 	})
+	s.c.sessions.setState(s.slot, SessionJoined)
 	s.c.sessions.joined()
-	s.c.log.Info("joined Plugboard", slog.String("path", jr.Path), slog.String("topic", "telephone:"+s.c.tokens.current().claims.PathID))
+	s.c.log.Info("joined Plugboard", slog.Int("session", s.slot.id), slog.String("path", jr.Path), slog.String("topic", "telephone:"+s.c.tokens.current().claims.PathID))
 	return nil
 }
 
@@ -119,6 +132,8 @@ func (s *session) serveUntilEnd(ctx context.Context) error {
 		case <-ctx.Done():
 			s.sock.Close(1001, "telephone stopping")
 			return nil
+		case req := <-s.leaveReq:
+			s.leaveWhenIdle(req)
 		case <-s.c.drainedCh:
 			s.leave()
 			return nil
@@ -137,6 +152,7 @@ func (s *session) serveUntilEnd(ctx context.Context) error {
 // rejoinLoop re-joins after phx_error/phx_close with the jittered backoff, while the socket lives.
 func (s *session) rejoinLoop(ctx context.Context) error {
 	s.setPart(func(p *sessionPart) { p.joined = false })
+	s.c.sessions.setState(s.slot, SessionRejoining)
 	s.c.ws.closeAll(s, websocketGoingAway)
 	bo := &phoenix.Backoff{Initial: s.c.conf().backoffInitial, Max: s.c.conf().backoffMax}
 	wctx, stop := s.c.untilShutdown(ctx)
@@ -150,24 +166,71 @@ func (s *session) rejoinLoop(ctx context.Context) error {
 			return nil
 		}
 		s.c.setError(err)
-		s.c.log.Warn("re-join failed", slog.Any("error", err))
+		s.c.sessions.failed(s.slot, err)
+		s.c.log.Warn("re-join failed", slog.Int("session", s.slot.id), slog.Any("error", err))
 		if errors.Is(err, phoenix.ErrClosed) {
 			return err
 		}
 	}
 }
 
+// leaveAt is Shutdown's request to leave: at a moment with nothing in flight, at the latest
+// by deadline; left is closed once the session has left (or could not).
+type leaveAt struct {
+	deadline time.Time
+	left     chan struct{}
+}
+
+// leaveWhenIdle leaves the channel at the first moment the session has nothing in flight (no
+// request being served, none queued for the handler), so
+// that Plugboard's end-of-channel 502 hits no caller. Until then the session serves every
+// request that reaches it. Under steady load that moment may never come: at the deadline the
+// session starts answering new requests 503 at once (not forwarded, so safe to retry) while
+// the forwarded ones finish, and leaves when they have. A hard stop (Shutdown's ctx ending)
+// closes the socket instead. The socket stays open until drainedCh.
+func (s *session) leaveWhenIdle(req leaveAt) {
+	defer close(req.left)
+	s.c.sessions.setState(s.slot, SessionLeaving)
+	t := time.NewTimer(time.Until(req.deadline))
+	defer t.Stop()
+	poll := time.NewTicker(time.Millisecond) // for messages still queued for the handler
+	defer poll.Stop()
+	for s.inflight.Load() > 0 || s.ch.Queued() > 0 {
+		select {
+		case <-s.idle:
+		case <-poll.C:
+		case <-t.C:
+			if !s.refusing.Swap(true) {
+				s.c.log.Info("no idle moment within the drain's share: refusing new requests until the forwarded ones finish",
+					slog.Int("session", s.slot.id), slog.Int64("in_flight", s.inflight.Load()))
+			}
+		case <-s.sock.Done():
+			return
+		case <-s.ctx.Done():
+			return // hard stop: the socket closes with 1001
+		}
+	}
+	s.leaveChannel()
+}
+
 // leave ends the session politely after a drain: phx_leave, then close code 1000.
 func (s *session) leave() {
+	s.leaveChannel()
+	s.sock.Close(1000, "telephone shutting down")
+}
+
+// leaveChannel sends phx_leave and waits for its reply, unless the channel is not joined.
+func (s *session) leaveChannel() {
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.conf().connectTimeout)
 	defer cancel()
 	if s.ch.Joined() {
+		s.c.sessions.setState(s.slot, SessionLeaving)
 		s.leaving.Store(true)
 		if err := s.ch.Leave(ctx); err != nil {
 			s.c.log.Warn("phx_leave failed", slog.Any("error", err))
 		}
+		s.setPart(func(p *sessionPart) { p.joined = false })
 	}
-	s.sock.Close(1000, "telephone shutting down")
 }
 
 // handle runs on the socket's reader goroutine, in order; it must not block for long nor
@@ -194,7 +257,7 @@ func (s *session) handle(m phoenix.Message) {
 		if s.leaving.Load() {
 			return
 		}
-		s.c.log.Warn("Plugboard ended the channel; re-joining", slog.String("event", m.Event))
+		s.c.log.Warn("Plugboard ended the channel; re-joining", slog.Int("session", s.slot.id), slog.String("event", m.Event))
 		select {
 		case s.rejoin <- struct{}{}:
 		default:

@@ -4,8 +4,8 @@ import "time"
 
 // Status is a snapshot of a Client's state, for health checks, metrics and logs.
 type Status struct {
-	Connected bool   // the WebSocket to Plugboard is up
-	Joined    bool   // the telephone channel is joined: requests can arrive
+	Connected bool   // a WebSocket to Plugboard is up (any session's)
+	Joined    bool   // a telephone channel is joined (any session's): requests can arrive
 	Draining  bool   // Shutdown has begun: new requests get 503
 	PathID    string // the path id from the token
 	Path      string // the mount path from the join reply, e.g. "/api"
@@ -18,13 +18,26 @@ type Status struct {
 
 	InFlight    int       // requests being forwarded now
 	LastAck     time.Time // last heartbeat_ack from Plugboard
-	Reconnects  int       // reconnect attempts since Run started
-	ConnectedAt time.Time // when the current session joined
+	Reconnects  int       // reconnect attempts since Run started, all sessions together
+	ConnectedAt time.Time // when the reported session (see Sessions) joined
 	LastError   string    // the last error that ended a session or a request path
 	LastErrorAt time.Time
 
-	Limits    LimitStatus // the protection layer's counters
-	WebSocket WSStatus    // proxied WebSocket connections
+	Sessions  []SessionStatus // one per WithConnections slot, in slot order
+	Limits    LimitStatus     // the protection layer's counters
+	WebSocket WSStatus        // proxied WebSocket connections
+}
+
+// SessionStatus reports one session slot (WithConnections): each slot holds one WebSocket to
+// Plugboard at a time and reconnects on its own.
+type SessionStatus struct {
+	ID          int       // the slot's index, 0 to WithConnections-1; stable across reconnects
+	State       string    // SessionConnecting, SessionJoined, SessionRejoining, SessionLeaving or SessionDown
+	JoinedSince time.Time // when the channel joined; zero unless State is SessionJoined
+	Reconnects  int       // reconnect attempts of this slot since Run started
+	LastError   string    // the last error that ended or failed a session of this slot
+	LastErrorAt time.Time
+	InFlight    int // requests received on this session and not yet answered
 }
 
 // LimitStatus reports the protection layer: configured limits and rejection counters.

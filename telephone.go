@@ -16,9 +16,9 @@ import (
 	"github.com/verastack/telephone/transport"
 )
 
-// Client keeps one session with Plugboard and serves the requests Plugboard pushes to it. Create
-// it with New, start it with Run and stop it with Shutdown. All methods are safe for concurrent
-// use.
+// Client keeps WithConnections sessions with Plugboard (each its own WebSocket, all joined to
+// the token's path) and serves the requests Plugboard pushes to any of them. Create it with
+// New, start it with Run and stop it with Shutdown. All methods are safe for concurrent use.
 type Client struct {
 	url     string
 	pbHost  string  // Plugboard's host:port, computed once from url
@@ -35,7 +35,7 @@ type Client struct {
 	// Plugboard's host name and URL host, for X-Forwarded-For and -Host (see clientip.go).
 	pbHostname, pbPublicHost string
 
-	sessions sessionSet // the sessions with Plugboard (one at a time today)
+	sessions sessionSet // the sessions with Plugboard, one per WithConnections slot
 
 	reloadMu sync.Mutex // serialises Reload
 
@@ -103,6 +103,7 @@ func New(plugboardURL string, opts ...Option) (*Client, error) {
 	c.guard = newGuard(c.cfg, c.log, c.m)
 	c.handler = c.buildHandler()
 	c.ws = newWSManager(c)
+	c.sessions.init(o.connections, c.m.Sessions)
 	return c, nil
 }
 
@@ -145,7 +146,7 @@ func (c *Client) Run(ctx context.Context) error {
 	refresh.Go(func() { c.refreshLoop(refreshCtx) })
 	defer refresh.Wait()
 	defer stopRefresh()
-	err := c.loop(workCtx, &workers)
+	err := c.runSlots(workCtx, &workers)
 	if err != nil {
 		c.setError(err)
 		c.log.Error("telephone stopped", slog.Any("error", err))
@@ -168,23 +169,51 @@ func (c *Client) begin(cancel context.CancelFunc) error {
 	return nil
 }
 
-// loop runs sessions until shutdown, cancellation or a permanent error.
-func (c *Client) loop(ctx context.Context, workers *sync.WaitGroup) error {
+// runSlots runs one reconnect loop per session slot (WithConnections) until shutdown,
+// cancellation, or a permanent error in a slot while no other session is joined; that error
+// stops every slot and is returned.
+func (c *Client) runSlots(ctx context.Context, workers *sync.WaitGroup) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var slots sync.WaitGroup
+	for _, sl := range c.sessions.slots {
+		slots.Go(func() {
+			if err := c.loop(ctx, sl, workers); err != nil {
+				stop(err)
+			}
+		})
+	}
+	slots.Wait()
+	if err := context.Cause(ctx); err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// loop runs the sessions of one slot, one after another, until shutdown, cancellation or a
+// permanent error. A refused token is permanent only while no other session is joined: a
+// healthy session keeps the path served (and can refresh the token), and this slot keeps
+// trying with its backoff.
+func (c *Client) loop(ctx context.Context, sl *slot, workers *sync.WaitGroup) error {
 	bo := &phoenix.Backoff{Initial: c.conf().backoffInitial, Max: c.conf().backoffMax, StableAfter: c.conf().stableAfter}
 	for {
-		up, err := c.runSession(ctx, workers)
+		c.sessions.setState(sl, SessionConnecting)
+		up, err := c.runSession(ctx, sl, workers)
+		c.sessions.setState(sl, SessionDown)
 		if c.stopping(ctx) {
 			c.waitDrained(ctx)
 			return nil
 		}
-		if errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrNoToken) {
+		if (errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrNoToken)) && !c.sessions.anyJoined() {
+			c.sessions.failed(sl, err)
 			return err
 		}
 		c.setError(err)
+		c.sessions.failed(sl, err)
 		if up > 0 {
-			c.log.Warn("session ended; reconnecting", slog.Any("error", err), slog.Duration("up", up))
+			c.log.Warn("session ended; reconnecting", slog.Int("session", sl.id), slog.Any("error", err), slog.Duration("up", up))
 		} else {
-			c.log.Warn("could not connect to Plugboard; retrying", slog.Any("error", err))
+			c.log.Warn("could not connect to Plugboard; retrying", slog.Int("session", sl.id), slog.Any("error", err))
 		}
 		bo.ConnectionLost(up)
 		waitCtx, stop := c.untilShutdown(ctx)
@@ -193,6 +222,7 @@ func (c *Client) loop(ctx context.Context, workers *sync.WaitGroup) error {
 		if werr != nil {
 			continue // shutdown or cancellation; checked at the top of the next round
 		}
+		c.sessions.reconnecting(sl)
 		c.setState(func(s *Status) { s.Reconnects++ })
 		c.m.Reconnect()
 	}
@@ -225,29 +255,24 @@ func (c *Client) waitDrained(ctx context.Context) {
 	}
 }
 
-// Shutdown stops the Client gracefully: new requests get 503, in-flight requests finish (they
-// are not cancelled) until ctx's deadline, then the channel is left and the socket closed with
-// code 1000. If ctx ends first, in-flight requests are cancelled and ctx's error is returned.
-// Shutdown returns once Run has returned; calling it before or without Run is allowed.
+// Shutdown stops the Client gracefully, losing nothing Plugboard has routed to it. The sessions
+// leave their channels one after another, so the path keeps a channel while one remains; each
+// keeps serving every request that reaches it normally and leaves at a moment when it has
+// nothing in flight, so that Plugboard's end-of-channel 502 hits no caller. A session that
+// finds no such moment within its share of ctx's deadline (the time left divided among the
+// sessions still to leave and a final share for in-flight work; the request timeout when ctx
+// has no deadline) leaves anyway. Then in-flight requests finish (they are not cancelled), and
+// the sockets close with code 1000. New proxied WebSockets are refused from the start. If ctx
+// ends first, in-flight requests are cancelled and ctx's error is returned. Shutdown returns
+// once Run has returned; calling it before or without Run is allowed.
 func (c *Client) Shutdown(ctx context.Context) error {
 	c.beginShut()
 	c.mu.Lock()
 	running := c.running
-	var idle chan struct{}
-	if c.inflight > 0 {
-		if c.idle == nil {
-			c.idle = make(chan struct{})
-		}
-		idle = c.idle
-	}
 	c.mu.Unlock()
-	var err error
-	if idle != nil {
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+	err := c.leaveOneByOne(ctx)
+	if err == nil {
+		err = c.waitIdle(ctx)
 	}
 	c.drainOnce.Do(func() { close(c.drainedCh) })
 	if !running {
@@ -265,6 +290,51 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	}
 }
 
+// leaveOneByOne asks each joined session in turn to leave when it is idle, each within its
+// share of the time left, and waits for it to have left.
+func (c *Client) leaveOneByOne(ctx context.Context) error {
+	for {
+		s, remaining := c.sessions.nextToLeave()
+		if s == nil {
+			return nil
+		}
+		deadline := time.Now().Add(c.conf().requestTimeout)
+		if d, ok := ctx.Deadline(); ok {
+			deadline = time.Now().Add(time.Until(d) / time.Duration(remaining+1))
+		}
+		req := leaveAt{deadline: deadline, left: make(chan struct{})}
+		s.leaveReq <- req // buffered 1; nextToLeave hands each session out once
+		select {
+		case <-req.left:
+		case <-s.ended.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// waitIdle waits until no request is in flight, or ctx ends.
+func (c *Client) waitIdle(ctx context.Context) error {
+	c.mu.Lock()
+	var idle chan struct{}
+	if c.inflight > 0 {
+		if c.idle == nil {
+			c.idle = make(chan struct{})
+		}
+		idle = c.idle
+	}
+	c.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (c *Client) cancelWork() {
 	c.mu.Lock()
 	cancel := c.hardCancel
@@ -274,12 +344,13 @@ func (c *Client) cancelWork() {
 	}
 }
 
-// acquire registers an in-flight request; false once Shutdown has begun.
+// acquire registers an in-flight request; false once the drain is over (every session has
+// left, or Shutdown gave up waiting): a request that still arrives then gets 503.
 func (c *Client) acquire() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	select {
-	case <-c.shutdownCh:
+	case <-c.drainedCh:
 		return false
 	default:
 	}

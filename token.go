@@ -284,9 +284,12 @@ func (tm *tokenManager) adopt(ctx context.Context, raw string) error {
 		tm.mu.Unlock()
 		return fmt.Errorf("%w: refreshed token is for path %s, not %s", ErrInvalidToken, t.claims.PathID, tm.cur.claims.PathID)
 	}
-	tm.cur, tm.fallback, tm.failures, tm.lastOK = t, nil, 0, time.Now()
+	tm.cur, tm.fallback, tm.failures = t, nil, 0
 	tm.mu.Unlock()
 	tm.save(ctx, t)
+	tm.mu.Lock()
+	tm.lastOK = time.Now() // after the save: Status.LastRefresh means refreshed and stored
+	tm.mu.Unlock()
 	tm.m.TokenRefresh(true)
 	tm.m.TokenExpiry(t.claims.ExpiresAt)
 	tm.log.Info("token refreshed", slog.String("token_id", t.claims.ID), slog.Time("expires", t.claims.ExpiresAt))

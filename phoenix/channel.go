@@ -38,6 +38,11 @@ type Channel struct {
 // Topic returns the channel's topic.
 func (c *Channel) Topic() string { return c.topic }
 
+// Queued returns how many inbound messages wait for the handler (received from the socket,
+// not yet delivered): work that has reached the client but that the handler has not seen.
+// It is always 0 with SocketOptions.InlineHandlers, which has no queue.
+func (c *Channel) Queued() int { return len(c.in) }
+
 // JoinRef returns the current join_ref: the ref of the latest phx_join sent, or ""
 // before the first Join.
 func (c *Channel) JoinRef() string {
@@ -100,14 +105,15 @@ func (c *Channel) Send(ctx context.Context, event string, payload any) error {
 	return c.s.enqueue(ctx, data)
 }
 
-// Leave marks the channel not joined, sends phx_leave with the current join_ref
-// and waits for its reply (results as for Join). Leaving a channel that never
-// joined does nothing. The server follows its reply with a phx_close, which is
-// delivered to the handler like any other.
+// Leave sends phx_leave with the current join_ref, waits for its reply (results
+// as for Join) and then marks the channel not joined. Until then the channel
+// stays joined: replies to requests still in flight can be sent, and the server
+// reads them before the phx_leave, as frames are written in order. Leaving a
+// channel that never joined does nothing. The server follows its reply with a
+// phx_close, which is delivered to the handler like any other.
 func (c *Channel) Leave(ctx context.Context) error {
 	c.mu.Lock()
 	joinRef := c.joinRef
-	c.joined = false
 	c.mu.Unlock()
 	if joinRef == "" {
 		return nil
@@ -118,6 +124,11 @@ func (c *Channel) Leave(ctx context.Context) error {
 		return err
 	}
 	_, err = replyResponse(c.s.roundTrip(ctx, ref, data))
+	c.mu.Lock()
+	if c.joinRef == joinRef {
+		c.joined = false
+	}
+	c.mu.Unlock()
 	return err
 }
 

@@ -269,6 +269,56 @@ func TestChannelLeave(t *testing.T) {
 	})
 }
 
+// A reply to a request still in flight when Leave begins goes out until the
+// server has answered the phx_leave: it must not be refused (that turned every
+// request in flight at a drain into a 502).
+// Queued counts the messages received for the handler and not yet delivered to it.
+func TestChannelQueued(t *testing.T) {
+	runSocket(t, noHeartbeat, func(t *testing.T, s *Socket, srv *fakeServer) {
+		release := make(chan struct{})
+		c := joinChannel(t, s, srv, func(Message) { <-release })
+		for range 3 {
+			srv.push("1", topic, "proxy_req", `{}`)
+		}
+		synctest.Wait() // the first is in the handler, two wait
+		if n := c.Queued(); n != 2 {
+			t.Fatalf("Queued = %d, want 2", n)
+		}
+		close(release)
+		synctest.Wait()
+		if n := c.Queued(); n != 0 {
+			t.Fatalf("Queued after delivery = %d", n)
+		}
+	})
+}
+
+func TestChannelSendWhileLeaving(t *testing.T) {
+	runSocket(t, noHeartbeat, func(t *testing.T, s *Socket, srv *fakeServer) {
+		c := joinChannel(t, s, srv, nil)
+		res := async(func() (json.RawMessage, error) { return nil, c.Leave(t.Context()) })
+		leave := srv.expect(`["1","2","` + topic + `","phx_leave",{}]`)
+		if !c.Joined() {
+			t.Fatal("not joined while the phx_leave is unanswered")
+		}
+		sent := make(chan error, 1)
+		go func() { sent <- c.Send(t.Context(), "proxy_res", json.RawMessage(`{"request_id":"r"}`)) }()
+		srv.expect(`["1","3","` + topic + `","proxy_res",{"request_id":"r"}]`)
+		if err := <-sent; err != nil {
+			t.Fatalf("Send while leaving = %v", err)
+		}
+		srv.reply(leave, "ok", `{}`)
+		if r := <-res; r.err != nil {
+			t.Fatalf("Leave: %v", r.err)
+		}
+		if c.Joined() {
+			t.Fatal("joined after the phx_leave was answered")
+		}
+		if err := c.Send(t.Context(), "proxy_res", nil); !errors.Is(err, ErrChannelClosed) {
+			t.Fatalf("Send after Leave = %v, want ErrChannelClosed", err)
+		}
+	})
+}
+
 func TestChannelSameTopicSameChannel(t *testing.T) {
 	runSocket(t, noHeartbeat, func(t *testing.T, s *Socket, srv *fakeServer) {
 		a := s.Channel(topic, nil)

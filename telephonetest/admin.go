@@ -20,8 +20,8 @@ type mintResponse struct {
 }
 
 // serveAdmin serves the loopback admin endpoints used by scripts and the CLI's
-// devserver: GET /mint, /admin/revoke, /admin/disconnect, /admin/service-account
-// and /admin/stats.
+// devserver: GET /mint, /admin/revoke, /admin/disconnect, /admin/service-account,
+// /admin/stats and /admin/sockets.
 // Requests from non-loopback addresses get 403; errors are JSON {"error": ...}.
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	if !isLoopback(r.RemoteAddr) {
@@ -39,11 +39,17 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case "/admin/revoke":
 		s.adminRevoke(w, r, false)
 	case "/admin/disconnect":
+		if r.URL.Query().Has("conn") {
+			s.adminDropSocket(w, r)
+			return
+		}
 		s.adminRevoke(w, r, true)
 	case "/admin/service-account":
 		s.adminServiceAccount(w, r)
 	case "/admin/stats":
 		writeJSON(w, http.StatusOK, s.Stats())
+	case "/admin/sockets":
+		writeJSON(w, http.StatusOK, s.Sockets())
 	default:
 		writeJSON(w, http.StatusNotFound, errorBody("unknown admin endpoint"))
 	}
@@ -114,4 +120,17 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request, disconnect 
 		closed = s.closeTokenSockets(id, websocket.StatusInternalError)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"token_id": id, "revoked": true, "closed_sockets": closed})
+}
+
+// adminDropSocket serves /admin/disconnect?conn=<id>: DropSocket for one socket
+// (an id from /admin/sockets), answering {"conn", "failed_calls"}. The token is
+// not revoked.
+func (s *Server) adminDropSocket(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("conn")
+	failed, err := s.DropSocket(id)
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, errorBody(err.Error()))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conn": id, "failed_calls": failed})
 }

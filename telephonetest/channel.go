@@ -91,12 +91,13 @@ func (ch *channel) watchHeartbeat() {
 // endChannel runs the channel's terminate: unregister it, fail waiting HTTP
 // callers with 502, close its proxied WebSockets with 1001, fail pending
 // ws_checks, and tell the telephone (phx_close or phx_error with ref and
-// join_ref both set to the join_ref). Ending an ended channel does nothing.
-func (s *Server) endChannel(ch *channel, how endKind) {
+// join_ref both set to the join_ref). It returns how many HTTP callers it
+// failed. Ending an ended channel does nothing.
+func (s *Server) endChannel(ch *channel, how endKind) (failed int) {
 	s.mu.Lock()
 	if !ch.alive {
 		s.mu.Unlock()
-		return
+		return 0
 	}
 	ch.alive = false
 	if ch.sock.channels[ch.topic] == ch {
@@ -122,6 +123,7 @@ func (s *Server) endChannel(ch *channel, how endKind) {
 	case endCrash:
 		ch.sock.send(phoenix.Message{JoinRef: ch.joinRef, Ref: ch.joinRef, Topic: ch.topic, Event: phoenix.EventError}, false)
 	}
+	return len(pending)
 }
 
 // unregisterLocked removes ch from its path's registry. s.mu must be held.

@@ -38,6 +38,7 @@
 //   - The idle timeout counts inbound frames only.
 //
 // The loopback admin endpoints GET /mint, /admin/revoke, /admin/disconnect,
-// /admin/service-account and /admin/stats serve scripts and the CLI's devserver
-// (see Server.Handler).
+// /admin/service-account, /admin/stats and /admin/sockets serve scripts and the
+// CLI's devserver (see Server.Handler); /admin/disconnect?conn=<id> cuts one socket
+// (DropSocket).
 package telephonetest

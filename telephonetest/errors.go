@@ -13,4 +13,7 @@ var (
 	ErrClosed = errors.New("telephonetest: server closed")
 	// ErrUnknownToken is returned for a token id this server never minted.
 	ErrUnknownToken = errors.New("telephonetest: unknown token id")
+	// ErrUnknownSocket is returned by DropSocket for an id that names no live
+	// socket.
+	ErrUnknownSocket = errors.New("telephonetest: no live socket with this id")
 )

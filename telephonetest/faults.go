@@ -1,8 +1,11 @@
 package telephonetest
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -16,6 +19,65 @@ func (s *Server) DropAll() {
 	for _, sk := range s.liveSockets() {
 		sk.shutdown(websocket.StatusNormalClosure, "", true)
 	}
+}
+
+// DropSocket cuts one telephone socket abruptly, as a network failure on that
+// one connection would: its channels end at once (unregistered, so no request
+// is routed to them any more), and it returns how many HTTP callers were
+// waiting on them; those get 502. Other sockets, of the same token too, are
+// untouched. id is a SocketInfo.ID from Sockets; an id that names no live
+// socket gives ErrUnknownSocket.
+func (s *Server) DropSocket(id string) (failed int, err error) {
+	s.mu.Lock()
+	var sk *socket
+	for c := range s.sockets {
+		if c.id == id {
+			sk = c
+		}
+	}
+	var chans []*channel
+	if sk != nil {
+		chans = sk.channelsLocked()
+	}
+	s.mu.Unlock()
+	if sk == nil {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownSocket, id)
+	}
+	sk.shutdown(websocket.StatusNormalClosure, "", true)
+	for _, ch := range chans {
+		failed += s.endChannel(ch, endSilent)
+	}
+	return failed, nil
+}
+
+// SocketInfo describes one live telephone socket (Sockets).
+type SocketInfo struct {
+	ID         string `json:"id"`       // the server's id for the socket: "1", "2", ... in connect order
+	TokenID    string `json:"token_id"` // the token it authenticated with
+	PathID     string `json:"path_id"`
+	Joined     bool   `json:"joined"`     // its telephone channel is joined
+	Pending    int    `json:"pending"`    // HTTP callers waiting for a proxy_res on it
+	WebSockets int    `json:"websockets"` // proxied client WebSockets carried by it
+}
+
+// Sockets lists the live telephone sockets in connect order.
+func (s *Server) Sockets() []SocketInfo {
+	s.mu.Lock()
+	out := make([]SocketInfo, 0, len(s.sockets))
+	for sk := range s.sockets {
+		info := SocketInfo{ID: sk.id, TokenID: sk.tokenID, PathID: sk.pathID}
+		for _, ch := range sk.channels {
+			info.Joined = true
+			info.Pending += len(ch.pending)
+			info.WebSockets += len(ch.wsConns)
+		}
+		out = append(out, info)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b SocketInfo) int {
+		return cmp.Or(cmp.Compare(len(a.ID), len(b.ID)), strings.Compare(a.ID, b.ID))
+	})
+	return out
 }
 
 // Restart closes every telephone socket with close code 1012 (service restart),

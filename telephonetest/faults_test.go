@@ -213,3 +213,63 @@ func TestCloseGraceCutsUnresponsivePeer(t *testing.T) {
 		t.Errorf("%d sockets left after Close", n)
 	}
 }
+
+// Cutting one of two sockets of one token fails only the callers waiting on it;
+// the other socket keeps serving the path, so no caller gets 503.
+func TestDropOneSocket(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t)
+	tok := mint(t, s, "")
+	a := dial(t, s, tok.Token)
+	a.join(tok.PathID, "1")
+	b := dial(t, s, tok.Token)
+	b.join(tok.PathID, "1")
+	onA := goHTTP(t, http.MethodGet, s.CallURL(tok.PathID)+"/a", "", nil)
+	a.expect("proxy_req") // round-robin in join order: a, then b
+	onB := goHTTP(t, http.MethodGet, s.CallURL(tok.PathID)+"/b", "", nil)
+	reqB := b.expect("proxy_req")
+	socks := s.Sockets()
+	if len(socks) != 2 || socks[0].ID != "1" || socks[1].ID != "2" || !socks[0].Joined ||
+		socks[0].Pending != 1 || socks[1].Pending != 1 || socks[0].TokenID != tok.ID || socks[0].PathID != tok.PathID {
+		t.Fatalf("Sockets = %+v", socks)
+	}
+
+	status, m := getJSON(t, s.URL()+"/admin/disconnect?conn="+socks[0].ID)
+	if status != http.StatusOK || m["failed_calls"] != float64(1) || m["conn"] != "1" {
+		t.Fatalf("disconnect conn: %d %v", status, m)
+	}
+	if code := a.closeStatus(); code != -1 {
+		t.Errorf("cut socket closed with %d, want no close frame", code)
+	}
+	if got := await(t, onA); got.status != http.StatusBadGateway {
+		t.Errorf("caller on the cut socket: %d, want 502", got.status)
+	}
+	if n := s.Joined(tok.PathID); n != 1 {
+		t.Errorf("joined after the cut: %d, want 1", n)
+	}
+	var reqID struct {
+		RequestID string `json:"request_id"`
+	}
+	_ = json.Unmarshal(reqB.Payload, &reqID)
+	b.send("1", "2", reqB.Topic, "proxy_res", map[string]any{"request_id": reqID.RequestID, "status": 200, "body": "b"})
+	if got := await(t, onB); got.status != http.StatusOK || got.body != "b" {
+		t.Errorf("caller on the other socket: %d %q", got.status, got.body)
+	}
+	next := goHTTP(t, http.MethodGet, s.CallURL(tok.PathID)+"/next", "", nil)
+	b.answer("1", "3", map[string]any{"status": 200})
+	if got := await(t, next); got.status != http.StatusOK {
+		t.Errorf("after the cut: %d, want 200 from the other socket", got.status)
+	}
+	if _, err := s.DropSocket("1"); !errors.Is(err, ErrUnknownSocket) {
+		t.Errorf("DropSocket of a dropped socket = %v, want ErrUnknownSocket", err)
+	}
+	if status, m := getJSON(t, s.URL()+"/admin/disconnect?conn=9"); status != http.StatusNotFound || m["error"] == "" {
+		t.Errorf("unknown conn: %d %v", status, m)
+	}
+	req, _ := http.NewRequest(http.MethodGet, s.URL()+"/admin/sockets", nil)
+	var listed []SocketInfo
+	if res := doHTTP(req); res.err != nil || json.Unmarshal([]byte(res.body), &listed) != nil ||
+		len(listed) != 1 || listed[0].ID != "2" || !listed[0].Joined {
+		t.Errorf("/admin/sockets = %v %q", res.err, res.body)
+	}
+}

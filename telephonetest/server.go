@@ -42,19 +42,20 @@ type Server struct {
 	replyDelay  atomic.Int64 // time.Duration
 
 	// mu guards the routing state: closed, tokens, byJWT, byJTI, accounts, sockets,
-	// paths, rr and changed, and also the mutable fields of every socket and channel
-	// (their comments say which).
+	// socketSeq, paths, rr and changed, and also the mutable fields of every socket and
+	// channel (their comments say which).
 	mu     sync.Mutex
 	closed bool
 	tokens map[string]*tokenRecord // token id → record
 	byJWT  map[string]*tokenRecord // current JWT of each record → record
 	byJTI  map[string]*tokenRecord // jti of each minted JWT → record (refreshed JWTs carry the record id)
 	// accounts maps the SHA-256 of each service-account key to its account (vending.go).
-	accounts map[string]*serviceAccount
-	sockets  map[*socket]struct{}  // live telephone sockets
-	paths    map[string][]*channel // path id → joined channels, in join order
-	rr       map[string]uint64     // path id → round-robin counter
-	changed  chan struct{}         // closed and replaced whenever paths changes
+	accounts  map[string]*serviceAccount
+	sockets   map[*socket]struct{}  // live telephone sockets
+	socketSeq uint64                // last socket id given out
+	paths     map[string][]*channel // path id → joined channels, in join order
+	rr        map[string]uint64     // path id → round-robin counter
+	changed   chan struct{}         // closed and replaced whenever paths changes
 
 	recMu  sync.Mutex // guards frames
 	frames []Frame

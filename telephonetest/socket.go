@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -77,6 +78,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 // enforces the idle timeout.
 type socket struct {
 	srv      *Server
+	id       string // connect order, "1", "2", ... (Sockets, DropSocket)
 	conn     wireConn
 	raw      net.Conn // may be nil (tests)
 	tokenID  string
@@ -115,6 +117,8 @@ func (s *Server) newSocket(c wireConn, raw net.Conn, tokenID, pathID string) *so
 	if s.closed {
 		return nil
 	}
+	s.socketSeq++
+	sk.id = strconv.FormatUint(s.socketSeq, 10)
 	s.sockets[sk] = struct{}{}
 	return sk
 }
@@ -125,10 +129,7 @@ func (sk *socket) run() {
 	sk.wg.Go(sk.readLoop)
 	sk.writeLoop()
 	sk.srv.mu.Lock()
-	chans := make([]*channel, 0, len(sk.channels))
-	for _, ch := range sk.channels {
-		chans = append(chans, ch)
-	}
+	chans := sk.channelsLocked()
 	code, reason, abrupt := sk.closeCode, sk.closeReason, sk.abrupt
 	delete(sk.srv.sockets, sk)
 	sk.srv.mu.Unlock()
@@ -145,6 +146,15 @@ func (sk *socket) run() {
 		closeWithin(sk.conn, sk.raw, code, reason, sk.srv.cfg.closeGrace)
 	}
 	sk.wg.Wait()
+}
+
+// channelsLocked returns the socket's live channels. srv.mu must be held.
+func (sk *socket) channelsLocked() []*channel {
+	chans := make([]*channel, 0, len(sk.channels))
+	for _, ch := range sk.channels {
+		chans = append(chans, ch)
+	}
+	return chans
 }
 
 // shutdown asks the socket to close with code and reason, or by cutting the

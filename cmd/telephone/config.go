@@ -53,6 +53,7 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	HeartbeatMisses   int
 	MonitorInterval   time.Duration // CONNECTION_MONITOR_INTERVAL -> phoenix heartbeat
+	Connections       int           // CONNECTIONS: sessions with Plugboard
 	InitialBackoff    time.Duration
 	MaxBackoff        time.Duration
 	MaxRetries        int // accepted for compatibility; telephone always retries
@@ -350,6 +351,7 @@ func (c *Config) options(log *slog.Logger, store telephone.TokenStore, reg prome
 		telephone.WithHeartbeat(c.HeartbeatInterval, c.HeartbeatMisses),
 		telephone.WithPhoenixHeartbeat(c.MonitorInterval),
 		telephone.WithReconnectBackoff(c.InitialBackoff, c.MaxBackoff),
+		telephone.WithConnections(c.Connections),
 		telephone.WithChunkSize(c.ChunkSize),
 		telephone.WithMaxConcurrentRequests(c.MaxConcurrent, c.QueueWait),
 		telephone.WithMemoryBudget(c.memoryBudget()),

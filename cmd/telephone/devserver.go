@@ -100,6 +100,7 @@ func printDevserver(w io.Writer, srv *telephonetest.Server, addr net.Addr) {
   admin        %s/admin/stats  /admin/revoke?token_id=...  /admin/disconnect?token_id=...
   service key  curl -s '%s/admin/service-account?path_id=<path_id>'
                answers {"api_key","path_id"}; tokens are vended at %s%s
+               /admin/sockets  /admin/disconnect?conn=<socket id> (cuts one socket)
 Connect a telephone to it:
   TELEPHONE_TOKEN=<token> PLUGBOARD_URL=%s BACKEND_PORT=8080 telephone
   or, one token per replica: PLUGBOARD_SERVICE_ACCOUNT_KEY=<api_key> PLUGBOARD_URL=%s BACKEND_PORT=8080 telephone

@@ -82,10 +82,42 @@ type healthBody struct {
 	TokenRevoked    bool `json:"token_revoked,omitempty"`
 	InFlight        int  `json:"in_flight"`
 	Reconnects      int  `json:"reconnects"`
+
+	Sessions []sessionBody `json:"sessions"` // one per CONNECTIONS slot
 }
 
-// healthOf evaluates a status: unhealthy when the channel is not joined; degraded when it is
-// but the token is expired or revoked or a shutdown is draining; healthy otherwise.
+// sessionBody is one session (socket) in /health.
+type sessionBody struct {
+	ID          int    `json:"id"`
+	State       string `json:"state"` // connecting, joined, rejoining, leaving or down
+	JoinedFor   string `json:"joined_for,omitempty"`
+	Reconnects  int    `json:"reconnects"`
+	LastError   string `json:"last_error,omitempty"`
+	LastErrorAt string `json:"last_error_at,omitempty"` // RFC 3339
+	InFlight    int    `json:"in_flight"`
+}
+
+func sessionsOf(st telephone.Status, now time.Time) (out []sessionBody, down int) {
+	out = make([]sessionBody, 0, len(st.Sessions))
+	for _, s := range st.Sessions {
+		b := sessionBody{ID: s.ID, State: s.State, Reconnects: s.Reconnects, LastError: s.LastError, InFlight: s.InFlight}
+		if !s.JoinedSince.IsZero() {
+			b.JoinedFor = now.Sub(s.JoinedSince).Round(time.Second).String()
+		}
+		if !s.LastErrorAt.IsZero() {
+			b.LastErrorAt = s.LastErrorAt.UTC().Format(time.RFC3339)
+		}
+		if s.State != telephone.SessionJoined {
+			down++
+		}
+		out = append(out, b)
+	}
+	return out, down
+}
+
+// healthOf evaluates a status: unhealthy when no channel is joined; degraded when one is but
+// another session is not, the token is expired or revoked, or a shutdown is draining; healthy
+// otherwise.
 func (o *ops) healthOf(st telephone.Status) healthBody {
 	now := o.now()
 	b := healthBody{
@@ -98,6 +130,8 @@ func (o *ops) healthOf(st telephone.Status) healthBody {
 		InFlight:        st.InFlight,
 		Reconnects:      st.Reconnects,
 	}
+	sessions, down := sessionsOf(st, now)
+	b.Sessions = sessions
 	if !st.LastAck.IsZero() {
 		b.LastHeartbeat = now.Sub(st.LastAck).Round(time.Second).String() + " ago"
 	}
@@ -111,7 +145,7 @@ func (o *ops) healthOf(st telephone.Status) healthBody {
 	switch {
 	case !st.Joined:
 		b.Status = "unhealthy"
-	case expired || st.TokenRevoked || st.Draining:
+	case expired || st.TokenRevoked || st.Draining || down > 0:
 		b.Status = "degraded"
 	default:
 		b.Status = "healthy"

@@ -74,11 +74,20 @@ func startTunnel(t *testing.T, srv *telephonetest.Server, backendURL string, ext
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	if err := srv.WaitJoined(ctx, tok.PathID, 1); err != nil {
+	if err := srv.WaitJoined(ctx, tok.PathID, cfg.Connections); err != nil {
 		t.Fatalf("join: %v", err)
 	}
-	eventually(t, "the client to see its join", func() bool { return tu.client.Status().Joined })
+	eventually(t, "the client to see its joins", func() bool { return allJoined(tu.client.Status()) })
 	return tu
+}
+
+func allJoined(st telephone.Status) bool {
+	for _, s := range st.Sessions {
+		if s.State != telephone.SessionJoined {
+			return false
+		}
+	}
+	return st.Joined
 }
 
 func (tu *tunnel) health(t *testing.T) (int, healthBody) {
@@ -200,6 +209,42 @@ func TestOpsReconnecting(t *testing.T) {
 	}
 }
 
+// TestOpsOneSessionDown cuts one of two sockets and keeps its session in its backoff: the
+// other keeps the Client ready, /health says degraded and lists both sessions.
+func TestOpsOneSessionDown(t *testing.T) {
+	t.Parallel()
+	srv := newPlugboard(t)
+	tu := startTunnel(t, srv, okBackend(t, "hi").URL, "CONNECTIONS", "2", "INITIAL_BACKOFF", "1h", "MAX_BACKOFF", "1h")
+	if _, err := srv.DropSocket(srv.Sockets()[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the session to go down", func() bool { return !allJoined(tu.client.Status()) })
+	code, h := tu.health(t)
+	if code != 503 || h.Status != "degraded" || !h.Connected || len(h.Sessions) != 2 {
+		t.Fatalf("health with one session down = %d %+v", code, h)
+	}
+	states := map[string]int{}
+	for _, s := range h.Sessions {
+		states[s.State]++
+		if s.State == telephone.SessionDown && (s.LastError == "" || s.LastErrorAt == "" || s.JoinedFor != "") {
+			t.Errorf("down session %+v", s)
+		}
+		if s.State == telephone.SessionJoined && s.JoinedFor == "" {
+			t.Errorf("joined session %+v", s)
+		}
+	}
+	if states[telephone.SessionJoined] != 1 || states[telephone.SessionDown] != 1 {
+		t.Errorf("session states %v", states)
+	}
+	tu.expect(t, "/ready", 200, "ready\n")
+	_, _, m := get(t, http.MethodGet, tu.ops.URL+"/metrics", nil)
+	for _, want := range []string{`telephone_sessions{state="joined"} 1`, `telephone_sessions{state="down"} 1`, "telephone_plugboard_connected 1"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
 // TestOpsTokenRefused makes every reconnect fail with 403, so Run stops for good.
 func TestOpsTokenRefused(t *testing.T) {
 	t.Parallel()
@@ -282,6 +327,12 @@ func TestHealthOf(t *testing.T) {
 		{"draining", withStatus(joined, func(s *telephone.Status) { s.Draining = true }), "degraded", "shutting down", "1h0m0s"},
 		{"socket without channel", withStatus(joined, func(s *telephone.Status) { s.Joined = false }), "unhealthy", "not connected to Plugboard", "1h0m0s"},
 		{"never started", telephone.Status{}, "unhealthy", "not connected to Plugboard", ""},
+		{"all sessions joined", withStatus(joined, func(s *telephone.Status) {
+			s.Sessions = []telephone.SessionStatus{{ID: 0, State: telephone.SessionJoined}, {ID: 1, State: telephone.SessionJoined}}
+		}), "healthy", "", "1h0m0s"},
+		{"one session down", withStatus(joined, func(s *telephone.Status) {
+			s.Sessions = []telephone.SessionStatus{{ID: 0, State: telephone.SessionJoined}, {ID: 1, State: telephone.SessionDown}}
+		}), "degraded", "", "1h0m0s"},
 	}
 	for _, tt := range tests {
 		h := o.healthOf(tt.st)

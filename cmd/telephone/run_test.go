@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/verastack/telephone"
 	"github.com/verastack/telephone/telephonetest"
 )
 
@@ -94,8 +95,8 @@ func TestRunReload(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &h); err != nil || !h.Connected || h.Reconnects != 0 {
 		t.Errorf("health after reload %q (%v): the connection must be unchanged", body, err)
 	}
-	if n := strings.Count(tc.errOut.String(), "joined Plugboard"); n != 1 {
-		t.Errorf("joined %d times, want once", n)
+	if n := strings.Count(tc.errOut.String(), "joined Plugboard"); n != telephone.DefaultConnections {
+		t.Errorf("joined %d times, want once per connection (%d)", n, telephone.DefaultConnections)
 	}
 
 	tc.setEnv("BACKEND_PORT", "0")

@@ -25,6 +25,7 @@ type Metrics struct {
 	tokenExpiry    prometheus.Gauge
 	breakerState   prometheus.Gauge
 	connected      prometheus.Gauge
+	sessions       *prometheus.GaugeVec
 	websockets     prometheus.Gauge
 	wsOverflows    prometheus.Counter
 	retries        prometheus.Counter
@@ -69,6 +70,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Backend circuit breaker state: 0 closed, 1 half-open, 2 open."}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "telephone_plugboard_connected",
 			Help: "1 while the WebSocket to Plugboard is up."}),
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "telephone_sessions",
+			Help: "Sessions with Plugboard by state (connecting, joined, rejoining, leaving, down)."}, []string{"state"}),
 		websockets: prometheus.NewGauge(prometheus.GaugeOpts{Name: "telephone_websocket_connections",
 			Help: "Proxied WebSocket connections open now."}),
 		wsOverflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "telephone_websocket_overflows_total",
@@ -80,7 +83,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.queueWait, m.rejections,
 		m.backend, m.reconnects, m.heartbeatsMiss, m.refreshes, m.tokenExpiry, m.breakerState, m.connected,
-		m.websockets, m.wsOverflows, m.retries, m.cookiesDropped} {
+		m.sessions, m.websockets, m.wsOverflows, m.retries, m.cookiesDropped} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -174,13 +177,21 @@ func (m *Metrics) BreakerState(s int) {
 	}
 }
 
-// SocketUp sets whether the Plugboard WebSocket is up.
-func (m *Metrics) SocketUp(up bool) {
+// Sessions sets the number of sessions in each state, and telephone_plugboard_connected to 1
+// while at least one session is joined, re-joining or leaving (its WebSocket is up).
+func (m *Metrics) Sessions(byState map[string]int) {
 	if m == nil {
 		return
 	}
+	up := 0
+	for state, n := range byState {
+		m.sessions.WithLabelValues(state).Set(float64(n))
+		if state == "joined" || state == "rejoining" || state == "leaving" {
+			up += n
+		}
+	}
 	v := 0.0
-	if up {
+	if up > 0 {
 		v = 1
 	}
 	m.connected.Set(v)

@@ -20,7 +20,7 @@ func TestNilIsSafe(t *testing.T) {
 	m.TokenRefresh(true)
 	m.TokenExpiry(time.Now())
 	m.BreakerState(2)
-	m.SocketUp(true)
+	m.Sessions(map[string]int{"joined": 1})
 	m.WebSockets(1)
 	m.WebSocketOverflow()
 	m.Retry()
@@ -48,8 +48,8 @@ func TestEveryMetricIsExported(t *testing.T) {
 	m.TokenRefresh(false)
 	m.TokenExpiry(time.Unix(1795643040, 0))
 	m.BreakerState(2)
-	m.SocketUp(true)
-	m.SocketUp(false)
+	m.Sessions(map[string]int{"joined": 1, "down": 1})
+	m.Sessions(map[string]int{"joined": 0, "down": 2})
 	m.WebSockets(3)
 	m.WebSocketOverflow()
 	m.Retry()
@@ -92,6 +92,8 @@ func TestEveryMetricIsExported(t *testing.T) {
 		"telephone_token_expiry_timestamp_seconds":        1795643040,
 		"telephone_breaker_state":                         2,
 		"telephone_plugboard_connected":                   0,
+		"telephone_sessions,state=joined":                 0,
+		"telephone_sessions,state=down":                   2,
 		"telephone_websocket_connections":                 3,
 		"telephone_websocket_overflows_total":             1,
 		"telephone_backend_retries_total":                 1,

@@ -35,7 +35,8 @@ const (
 )
 
 // allScenarios is what "all" means, in run order.
-var allScenarios = []string{scnSteady, scnSlow, scnLarge, scnBudget, scnBinary, scnBackend, scnSockCut, scnHerd}
+var allScenarios = []string{scnSteady, scnSlow, scnLarge, scnBudget, scnBinary, scnBackend, scnSockCut, scnHerd,
+	scnRolling, scnSigterm, scnOneCut, scnPBRestart}
 
 // minHerd is the smallest herd whose reconnect spread says something: with full jitter, the
 // chance that n reconnects all fall within a quarter of INITIAL_BACKOFF is about n·(1/4)^(n-1),
@@ -81,6 +82,13 @@ type config struct {
 	scaleReplicas    int
 	scaleLifetime    time.Duration
 	scaleDuration    time.Duration
+	availRate        float64       // availability scenarios: requests per second
+	availDelay       time.Duration // availability scenarios: backend delay of each request
+	availConcurrency int
+	drainGrace       time.Duration // SHUTDOWN_TIMEOUT of the availability scenarios
+	swaps            int           // rolling-restart swaps
+	restartBackoff   time.Duration // INITIAL_BACKOFF in plugboard-restart
+	timingChecks     bool          // availability scenarios: check the timing-dependent bounds
 	targets          []targetSpec
 	inProcess        bool
 	direct           bool
@@ -136,6 +144,13 @@ func defaultConfig() config {
 		scaleReplicas:    3,
 		scaleLifetime:    60 * time.Second,
 		scaleDuration:    3 * time.Minute,
+		availRate:        500,
+		availDelay:       50 * time.Millisecond,
+		availConcurrency: 128,
+		drainGrace:       10 * time.Second,
+		swaps:            3,
+		restartBackoff:   500 * time.Millisecond,
+		timingChecks:     true,
 		inProcess:        true,
 		direct:           true,
 		progress:         true,
@@ -178,6 +193,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.herd, "herd", c.herd, "telephones reconnecting at once in the herd scenario")
 	fs.DurationVar(&c.initialBackoff, "initial-backoff", c.initialBackoff, "INITIAL_BACKOFF of the telephones")
 	fs.DurationVar(&c.maxBackoff, "max-backoff", c.maxBackoff, "MAX_BACKOFF of the telephones")
+	fs.Float64Var(&c.availRate, "avail-rate", c.availRate, "requests per second in the availability scenarios ("+scnRolling+", "+scnSigterm+", "+scnOneCut+", "+scnPBRestart+")")
+	fs.DurationVar(&c.availDelay, "avail-delay", c.availDelay, "backend delay of each request in the availability scenarios")
+	fs.IntVar(&c.availConcurrency, "avail-concurrency", c.availConcurrency, "concurrent callers in the availability scenarios")
+	fs.DurationVar(&c.drainGrace, "drain-grace", c.drainGrace, "SHUTDOWN_TIMEOUT of each SIGTERM in the availability scenarios")
+	fs.IntVar(&c.swaps, "swaps", c.swaps, "telephone swaps of "+scnRolling)
+	fs.DurationVar(&c.restartBackoff, "restart-backoff", c.restartBackoff, "INITIAL_BACKOFF in "+scnPBRestart+" (its sessions must be back within 1 s)")
 	fs.DurationVar(&c.soakSample, "soak-sample", c.soakSample, "how often soak samples the telephone's memory")
 	fs.IntVar(&c.scaleReplicas, "scale-replicas", c.scaleReplicas, "scale-out: telephones sharing one service-account key")
 	fs.DurationVar(&c.scaleLifetime, "scale-token-lifetime", c.scaleLifetime, "scale-out: the devserver's token lifetime (refresh at half of it)")
@@ -276,6 +297,9 @@ func (c *config) validate() error {
 		{c.soakSample > 0, "--soak-sample must be positive"},
 		{c.scaleReplicas >= 2 && c.scaleReplicas <= 50, "--scale-replicas must be between 2 and 50"},
 		{c.scaleLifetime >= 2*time.Second && c.scaleDuration > 0, "--scale-token-lifetime must be at least 2s and --scale-duration positive"},
+		{c.availRate > 0 && c.availConcurrency >= 1 && c.availConcurrency <= 10_000, "--avail-rate must be positive and --avail-concurrency between 1 and 10000"},
+		{c.availDelay >= 0 && c.availDelay <= time.Minute, "--avail-delay must be between 0 and 1m"},
+		{c.drainGrace >= 100*time.Millisecond && c.swaps >= 1 && c.restartBackoff > 0, "--drain-grace must be at least 100ms, --swaps and --restart-backoff positive"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

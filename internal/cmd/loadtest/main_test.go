@@ -154,6 +154,12 @@ func shortConfig() config {
 	c.outage = 500 * time.Millisecond
 	c.stableWindow = 500 * time.Millisecond
 	c.soakSample = 100 * time.Millisecond
+	c.availRate = 200
+	c.availDelay = 50 * time.Millisecond
+	c.availConcurrency = 16
+	c.drainGrace = 3 * time.Second
+	c.swaps = 2
+	c.timingChecks = false
 	c.progress = false
 	c.jsonOut = true
 	return c
@@ -189,8 +195,9 @@ func TestChaosShort(t *testing.T) {
 	cfg := shortConfig()
 	cfg.targets = []targetSpec{{label: inProcLabel}}
 	code, rep := runJSON(t, cfg)
-	want := []string{scnSteady, scnSlow, "large-1MiB", scnBudget, scnBinary, scnBackend, scnSockCut, scnHerd, scnSoak}
-	checkReport(t, code, rep, want, 2*len(want)-4) // direct rows for steady, slow, large, budget, binary
+	want := []string{scnSteady, scnSlow, "large-1MiB", scnBudget, scnBinary, scnBackend, scnSockCut, scnHerd,
+		scnRolling, scnSigterm, scnOneCut, scnPBRestart, scnSoak}
+	checkReport(t, code, rep, want, len(want)+5) // direct rows for steady, slow, large, budget, binary
 
 	exe, err := os.Executable()
 	if err != nil {

@@ -168,3 +168,26 @@ func (c *connLog) waitAfter(ctx context.Context, pathID string, t time.Time) (ti
 		}
 	}
 }
+
+// waitN waits for n connects of pathID at or after t and returns their times.
+func (c *connLog) waitN(ctx context.Context, pathID string, t time.Time, n int) ([]time.Time, error) {
+	for {
+		c.mu.Lock()
+		ch := c.changed
+		var at []time.Time
+		for _, x := range c.byPath[pathID] {
+			if !x.Before(t) {
+				at = append(at, x)
+			}
+		}
+		c.mu.Unlock()
+		if len(at) >= n {
+			return at[:n], nil
+		}
+		select {
+		case <-ctx.Done():
+			return at, fmt.Errorf("%d of %d reconnects: %w", len(at), n, ctx.Err())
+		case <-ch:
+		}
+	}
+}

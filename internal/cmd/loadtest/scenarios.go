@@ -61,6 +61,14 @@ func (r *runner) scenario(ctx context.Context, name string) []*result {
 		return r.perTarget(ctx, r.socketCut)
 	case scnScale:
 		return r.perTarget(ctx, r.scaleOut)
+	case scnRolling:
+		return r.runAvailability(ctx, name, r.rollingRestart)
+	case scnSigterm:
+		return r.runAvailability(ctx, name, r.sigterm)
+	case scnOneCut:
+		return r.runAvailability(ctx, name, r.oneSocketCut)
+	case scnPBRestart:
+		return r.runAvailability(ctx, name, r.plugboardRestart)
 	default: // scnHerd; names were validated by parseScenarios
 		return r.perTarget(ctx, r.herd)
 	}
