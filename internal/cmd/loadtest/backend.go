@@ -114,6 +114,7 @@ func backendHandler() http.Handler {
 	})
 	mux.HandleFunc("GET "+pathLarge, serveLarge)
 	mux.HandleFunc("GET "+pathSlow, serveSlow)
+	mux.HandleFunc("POST "+pathSlow, serveSlow) // answers without reading the body: a stalled upload
 	bin := binaryBody()
 	mux.HandleFunc("GET "+pathBinary, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")

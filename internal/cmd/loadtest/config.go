@@ -19,6 +19,7 @@ const (
 	scnLarge    = "large" // expanded to one scenario per size: large-10MiB, large-50MiB
 	scnBinary   = "binary"
 	scnBudget   = "budget"
+	scnStalled  = "stalled-bodies"
 	scnBackend  = "backend-restart"
 	scnSockCut  = "socket-cut"
 	scnHerd     = "herd"
@@ -35,7 +36,7 @@ const (
 )
 
 // allScenarios is what "all" means, in run order.
-var allScenarios = []string{scnSteady, scnSlow, scnLarge, scnBudget, scnBinary, scnBackend, scnSockCut, scnHerd,
+var allScenarios = []string{scnSteady, scnSlow, scnLarge, scnBudget, scnStalled, scnBinary, scnBackend, scnSockCut, scnHerd,
 	scnRolling, scnSigterm, scnOneCut, scnPBRestart}
 
 // minHerd is the smallest herd whose reconnect spread says something: with full jitter, the
@@ -69,6 +70,8 @@ type config struct {
 	budgetRSS        int64         // budget: peak RSS bound of a telephone binary (MEMORY_BUDGET + 64 MiB)
 	idleWait         time.Duration // budget: idle time before the RSS must have come back
 	idleRSS          int64         // budget: RSS bound after idleWait
+	stalledCount     int           // stalled-bodies: concurrent uploads the backend does not read
+	stalledSize      int           // stalled-bodies: bytes of each
 	binaryRequests   int64
 	chaosConcurrency int
 	warmup           time.Duration
@@ -128,6 +131,8 @@ func defaultConfig() config {
 		budgetRSS:        (256 + 64) << 20,
 		idleWait:         15 * time.Second,
 		idleRSS:          40 << 20,
+		stalledCount:     64,
+		stalledSize:      7_900_000,
 		binaryRequests:   500,
 		chaosConcurrency: 16,
 		chaosRate:        400,
@@ -183,6 +188,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Int64Var(&c.budgetRSS, "budget-rss", c.budgetRSS, "budget: a telephone binary's peak RSS must stay at or below this many bytes (default MEMORY_BUDGET + 64 MiB)")
 	fs.DurationVar(&c.idleWait, "idle-wait", c.idleWait, "budget: idle time after the load before the RSS is measured again")
 	fs.Int64Var(&c.idleRSS, "idle-rss", c.idleRSS, "budget: a telephone binary's RSS after --idle-wait must be at or below this many bytes")
+	fs.IntVar(&c.stalledCount, "stalled-count", c.stalledCount, "stalled-bodies: concurrent uploads the backend does not read")
+	fs.IntVar(&c.stalledSize, "stalled-size", c.stalledSize, "stalled-bodies: bytes of each upload (Plugboard accepts at most 8000000)")
 	fs.Int64Var(&c.binaryRequests, "binary-requests", c.binaryRequests, "requests of the binary-body scenario")
 	fs.IntVar(&c.chaosConcurrency, "chaos-concurrency", c.chaosConcurrency, "concurrent callers during backend-restart and socket-cut")
 	fs.DurationVar(&c.chaosDelay, "chaos-delay", c.chaosDelay, "backend delay of each request during backend-restart and socket-cut (requests in flight meet the fault)")
@@ -288,6 +295,7 @@ func (c *config) validate() error {
 		{c.slowRSS > 0 && c.budgetRSS > 0 && c.idleRSS > 0, "--slow-rss, --budget-rss and --idle-rss must be positive"},
 		{c.budgetCount >= 1 && c.budgetCount <= 1000 && c.budgetSize >= 1 && c.budgetSize <= maxLargeSize, "--budget-count must be between 1 and 1000, --budget-size between 1 and 1 GiB"},
 		{c.idleWait >= 0 && c.idleWait <= 10*time.Minute, "--idle-wait must be between 0 and 10m"},
+		{c.stalledCount >= 1 && c.stalledCount <= 1000 && c.stalledSize >= 1 && c.stalledSize <= 8_000_000, "--stalled-count must be between 1 and 1000, --stalled-size between 1 and 8000000"},
 		{c.binaryRequests >= 1, "--binary-requests must be positive"},
 		{c.chaosConcurrency >= 1 && c.chaosConcurrency <= 10_000, "--chaos-concurrency must be between 1 and 10000"},
 		{c.chaosDelay >= 0 && c.chaosDelay <= time.Minute, "--chaos-delay must be between 0 and 1m"},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -21,6 +22,7 @@ import (
 // Requests in flight when issuing stops are waited for; none is cancelled.
 type loadSpec struct {
 	url         string
+	body        []byte    // nil: GET; else POST with this body
 	begin       time.Time // the reference of sample offsets; zero: when runLoad starts
 	concurrency int
 	duration    time.Duration // 0: no time bound (then maxRequests or stop must end the run)
@@ -170,7 +172,11 @@ func (lr *loadRun) worker(ctx, issueCtx context.Context) {
 // one sends one request and reads its body.
 func (lr *loadRun) one(ctx context.Context) sample {
 	s := sample{Start: time.Since(lr.begin)}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, lr.spec.url, nil)
+	method, body := http.MethodGet, io.Reader(nil)
+	if lr.spec.body != nil {
+		method, body = http.MethodPost, bytes.NewReader(lr.spec.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, lr.spec.url, body)
 	if err != nil {
 		s.Lost, s.End = lostOther, time.Since(lr.begin)
 		return s

@@ -147,6 +147,7 @@ func shortConfig() config {
 	c.budgetCount = 8
 	c.budgetSize = 256 << 10
 	c.idleWait = 100 * time.Millisecond
+	c.stalledCount, c.stalledSize = 4, 100_000
 	c.slowRSS, c.budgetRSS, c.idleRSS = 1<<30, 1<<30, 1<<30 // as memFactor: real runs check the bounds
 	c.chaosConcurrency = 4
 	c.chaosRate = 200
@@ -195,9 +196,9 @@ func TestChaosShort(t *testing.T) {
 	cfg := shortConfig()
 	cfg.targets = []targetSpec{{label: inProcLabel}}
 	code, rep := runJSON(t, cfg)
-	want := []string{scnSteady, scnSlow, "large-1MiB", scnBudget, scnBinary, scnBackend, scnSockCut, scnHerd,
+	want := []string{scnSteady, scnSlow, "large-1MiB", scnBudget, scnStalled, scnBinary, scnBackend, scnSockCut, scnHerd,
 		scnRolling, scnSigterm, scnOneCut, scnPBRestart, scnSoak}
-	checkReport(t, code, rep, want, len(want)+5) // direct rows for steady, slow, large, budget, binary
+	checkReport(t, code, rep, want, len(want)+6) // direct rows for steady, slow, large, budget, stalled-bodies, binary
 
 	exe, err := os.Executable()
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -53,6 +54,8 @@ func (r *runner) scenario(ctx context.Context, name string) []*result {
 		return r.loadScenario(ctx, r.binaryPlan())
 	case scnBudget:
 		return r.loadScenario(ctx, r.budgetPlan())
+	case scnStalled:
+		return r.loadScenario(ctx, r.stalledPlan())
 	case scnSoak:
 		return r.perTarget(ctx, r.soak)
 	case scnBackend:
@@ -398,6 +401,26 @@ func (r *runner) budgetPlan() loadPlan {
 			binaryBound(res, ts, "memory bound", res.PeakRSS, r.cfg.budgetRSS)
 		},
 		idle: r.cfg.idleWait,
+	}
+}
+
+// stalledPlan uploads stalledCount request bodies at once to a backend that answers after
+// 3 s without reading them: the bodies count against the memory budget, so a telephone
+// with one answers some with 503 instead of holding them all.
+func (r *runner) stalledPlan() loadPlan {
+	body := bytes.Repeat([]byte("u"), r.cfg.stalledSize)
+	return loadPlan{
+		name: scnStalled, path: pathSlow + "?ms=3000",
+		tunnel: http.StatusOK, alsoOK: []int{http.StatusServiceUnavailable}, direct: http.StatusOK,
+		spec: loadSpec{
+			concurrency: r.cfg.stalledCount, maxRequests: int64(r.cfg.stalledCount), timeout: 5 * time.Minute, body: body,
+			expect: func(status int, n int64) bool { return status != http.StatusOK || n == int64(len(slowBody)) },
+		},
+		judge: func(res *result, lr *loadResult, ts targetSpec) {
+			res.note("%d uploads of %d bytes at once, not read by the backend: %d answered 200, %d answered 503",
+				r.cfg.stalledCount, r.cfg.stalledSize, lr.statuses[http.StatusOK], lr.statuses[http.StatusServiceUnavailable])
+			binaryBound(res, ts, "memory bound", res.PeakRSS, r.cfg.budgetRSS)
+		},
 	}
 }
 
