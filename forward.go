@@ -222,6 +222,7 @@ func (s *session) done() {
 func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 	c := s.c
 	start := time.Now()
+	observed := c.observeRequest(s, pr, start)
 	ctx, cancel := context.WithTimeout(s.ctx, c.conf().requestTimeout)
 	defer cancel()
 	var once sync.Once
@@ -231,6 +232,9 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 			log.Debug("request served", slog.String("method", pr.Method), slog.String("path", pr.Path),
 				slog.Int("status", res.status), slog.Duration("elapsed", time.Since(start)), slog.Int("bytes", len(res.body)))
 			s.reply(pr.RequestID, res)
+			if observed != nil {
+				observed(res)
+			}
 		})
 	}
 	if rej := t.wait(ctx); rej != nil {

@@ -106,6 +106,8 @@ type options struct {
 	webSocketHandshake time.Duration
 
 	metrics prometheus.Registerer
+
+	observer Observer // WithObserver; nil: none
 }
 
 func defaultOptions() options {

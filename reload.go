@@ -50,6 +50,7 @@ var reloadRules = []reloadRule{
 	{"WithTLSConfig", false, true, func(o *options) []any { return []any{&o.tlsConfig} }},
 	{"WithProxy", false, true, func(o *options) []any { return []any{&o.proxy} }},
 	{"WithMetrics", false, true, func(o *options) []any { return []any{&o.metrics} }},
+	{"WithObserver", false, true, func(o *options) []any { return []any{&o.observer} }},
 	{"WithChunkSize", false, false, func(o *options) []any { return []any{&o.chunkSize} }},
 	{"WithMaxConcurrentRequests", false, false, func(o *options) []any { return []any{&o.maxConcurrent, &o.queueWait} }},
 	{"WithMemoryBudget", false, false, func(o *options) []any { return []any{&o.memoryBudget} }},

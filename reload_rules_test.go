@@ -98,6 +98,7 @@ func reloadCases() map[string]reloadCase {
 		"WithWebSocketLimits":           {opt: WithWebSocketLimits(2, 1024, time.Minute, 4096)},
 		"WithWebSocketHandshakeTimeout": {opt: WithWebSocketHandshakeTimeout(time.Second)},
 		"WithMetrics":                   {opt: WithMetrics(prometheus.NewRegistry())},
+		"WithObserver":                  {opt: WithObserver(nopObserver{})},
 	}
 }
 
@@ -211,3 +212,9 @@ func TestReloadNewLiveOptionsTakeEffect(t *testing.T) {
 		t.Fatalf("handshake timeout for new connections %v", g)
 	}
 }
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveRequest(*ObservedRequest) func(*ObservedResponse) { return nil }
+
+func (nopObserver) ObserveWebSocket(*ObservedWebSocket) func(*ObservedWebSocketEnd) { return nil }

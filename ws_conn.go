@@ -77,6 +77,8 @@ type wsConn struct {
 	ending *wsEnd
 	cutter *time.Timer    // cuts the connection when a close takes longer than the grace period
 	pipe   *inproc.Server // in-process handler only
+
+	traffic atomic.Pointer[wsTraffic] // set while an Observer watches the connection
 }
 
 // wsLimits are one connection's limits, copied from the configuration when it is admitted.
@@ -156,6 +158,7 @@ func (wc *wsConn) enqueue(typ websocket.MessageType, data []byte) {
 		return
 	}
 	wc.queue = append(wc.queue, wsFrame{typ: typ, data: data})
+	wc.counted(true, len(data))
 	wc.queued += int64(len(data))
 	wc.mu.Unlock()
 	select {
@@ -215,6 +218,7 @@ func (wc *wsConn) run() {
 	defer wc.wm.m.WebSockets(-1)
 	defer wc.wm.count(func(st *WSStatus) { st.Open-- })
 	wc.log.Debug("backend WebSocket open", slog.String("protocol", ws.Subprotocol()))
+	wc.observeOpen(ws.Subprotocol())
 	if err := wc.s.ch.Send(wc.hard, "ws_connected", wsConnectedMsg{ConnectionID: wc.id, Protocol: ws.Subprotocol()}); err != nil {
 		wc.end(&wsEnd{code: websocketGoingAway, reason: "Telephone disconnected"})
 	}
@@ -229,6 +233,7 @@ func (wc *wsConn) run() {
 	wc.cut()
 	reader.Wait()
 	wc.notify(e)
+	wc.observeEnd(e)
 }
 
 // open dials the backend WebSocket; reason is empty when nobody needs to hear of a failure
@@ -362,6 +367,7 @@ func (wc *wsConn) read(ws *websocket.Conn) {
 		if data == nil {
 			data = []byte{} // "data":"" rather than null
 		}
+		wc.counted(false, len(data))
 		if err := wc.s.ch.Send(wc.hard, "ws_frame", wsFrameMsg{ConnectionID: wc.id, Opcode: op, Data: data}); err != nil {
 			wc.log.Debug("ws_frame not sent", slog.Any("error", err))
 		}

@@ -1,0 +1,136 @@
+package telephone_test
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/verastack/telephone"
+)
+
+// recorder is an Observer that keeps everything it is told.
+type recorder struct {
+	mu     sync.Mutex
+	reqs   []*telephone.ObservedRequest
+	resps  map[string]*telephone.ObservedResponse
+	wss    []*telephone.ObservedWebSocket
+	wsEnds []*telephone.ObservedWebSocketEnd
+	ended  chan struct{} // one value per completed request or connection
+}
+
+func newRecorder() *recorder {
+	return &recorder{resps: map[string]*telephone.ObservedResponse{}, ended: make(chan struct{}, 100)}
+}
+
+func (r *recorder) ObserveRequest(req *telephone.ObservedRequest) func(*telephone.ObservedResponse) {
+	r.mu.Lock()
+	r.reqs = append(r.reqs, req)
+	r.mu.Unlock()
+	return func(res *telephone.ObservedResponse) {
+		r.mu.Lock()
+		r.resps[req.ID] = res
+		r.mu.Unlock()
+		r.ended <- struct{}{}
+	}
+}
+
+func (r *recorder) ObserveWebSocket(ws *telephone.ObservedWebSocket) func(*telephone.ObservedWebSocketEnd) {
+	r.mu.Lock()
+	r.wss = append(r.wss, ws)
+	r.mu.Unlock()
+	return func(end *telephone.ObservedWebSocketEnd) {
+		r.mu.Lock()
+		r.wsEnds = append(r.wsEnds, end)
+		r.mu.Unlock()
+		r.ended <- struct{}{}
+	}
+}
+
+func (r *recorder) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-r.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the observer was not told of the end")
+	}
+}
+
+func TestObserverSeesRequestsAndResponses(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	tn := startTunnel(t, nil, telephone.WithBackendURL(echoBackend(t).URL), telephone.WithObserver(rec))
+	res, body := tn.do("POST", "/echo/a?x=1", strings.NewReader("ping"), "X-Custom", "v", "Authorization", "Bearer s")
+	if res.StatusCode != 200 || body != "ping" {
+		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+	rec.wait(t)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.reqs) != 1 {
+		t.Fatalf("%d requests observed", len(rec.reqs))
+	}
+	req := rec.reqs[0]
+	if req.Method != "POST" || req.Path != "/echo/a" || req.Query != "x=1" || req.Body != "ping" ||
+		req.Header.Get("X-Custom") != "v" || req.Header.Get("Authorization") != "Bearer s" || req.ID == "" || req.Start.IsZero() {
+		t.Errorf("observed request %+v", req)
+	}
+	got := rec.resps[req.ID]
+	if got == nil || got.Status != 200 || got.Body != "ping" || got.Header.Get("X-Got-Custom") != "v" || got.Duration <= 0 {
+		t.Errorf("observed response %+v", got)
+	}
+}
+
+func TestObserverSeesTimeouts(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release })
+	tn := startTunnel(t, nil, telephone.WithHandler(h), telephone.WithObserver(rec), telephone.WithRequestTimeout(200*time.Millisecond))
+	res, _ := tn.do("GET", "/slow", nil)
+	close(release)
+	if res.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	rec.wait(t)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if res := rec.resps[rec.reqs[0].ID]; res.Status != http.StatusGatewayTimeout {
+		t.Errorf("observed %+v", res)
+	}
+}
+
+func TestObserverSeesWebSockets(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	b := newWSBackend(t, []string{"chat"}, nil)
+	tn := startTunnel(t, nil, telephone.WithBackendURL(b.URL), telephone.WithObserver(rec))
+	c := dialWS(t, tn, "/room?x=1", &websocket.DialOptions{Subprotocols: []string{"chat"},
+		HTTPHeader: http.Header{"Cookie": {"sid=1"}}})
+	roundTrip(t, c, websocket.MessageText, []byte("hello"))
+	roundTrip(t, c, websocket.MessageBinary, []byte{1, 2, 3})
+	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	ws := rec.wss[0]
+	if !strings.HasSuffix(ws.URL, "/room?x=1") || ws.Protocol != "chat" || ws.Header.Get("Cookie") != "sid=1" || ws.ID == "" {
+		t.Errorf("observed connection %+v", ws)
+	}
+	end := rec.wsEnds[0]
+	if end.Code != 1000 || end.FramesIn != 2 || end.BytesIn != 8 || end.FramesOut != 2 || end.BytesOut != 8 || end.Duration <= 0 {
+		t.Errorf("observed end %+v", end)
+	}
+}
+
+func TestWithObserverNil(t *testing.T) {
+	t.Parallel()
+	if _, err := telephone.New("ws://pb.test/telephone/websocket", telephone.WithObserver(nil)); err == nil {
+		t.Fatal("WithObserver(nil) accepted")
+	}
+}
