@@ -100,7 +100,7 @@ type entry struct {
 	respHeader http.Header
 	respBody   body
 
-	wsURL, wsProtocol, wsReason           string
+	wsURL, wsProtocol, wsReason            string
 	framesIn, bytesIn, framesOut, bytesOut int64
 
 	cost int64 // bytes counted against MaxBytes
