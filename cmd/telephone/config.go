@@ -80,6 +80,9 @@ type Config struct {
 	LogFormat       string // text, json or auto
 	AccessLog       bool   // ACCESS_LOG: one info line per request
 
+	InspectAddr        string // INSPECT_ADDR: the request inspector's listen address; "" is off
+	InspectShowSecrets bool   // INSPECT_UNMASK: show secret values on the inspector page
+
 	EnvFile  string            // the --env file name (read only if it exists)
 	Warnings []string          // settings that were accepted but deserve a log line
 	raw      map[string]string // effective text of every setting (defaults included)

@@ -29,6 +29,7 @@ func (c *cli) demo(args []string) int {
 	opsAddr := fset.String("ops", "", "serve /health, /ready, /live, /version and /metrics on this `address`")
 	logLevel := fset.String("log-level", "info", "debug, info, warn or error")
 	accessLog := fset.Bool("access-log", true, "log one line per request (method, path, status, duration, bytes)")
+	inspect := fset.String("inspect", defaultDemoInspect, "serve the request inspector on this `address` (\"off\" or \"\": none); if the default is busy a free port is used")
 	if code, done := c.parseFlags(fset, args); done {
 		return code
 	}
@@ -40,9 +41,15 @@ func (c *cli) demo(args []string) int {
 	level := new(slog.LevelVar)
 	level.Set(lc.LogLevel)
 	log := newLogger(c.stderr, logConfig{Level: level, Terminal: isTerminal(c.stderr), NoColor: c.noColor(), AccessLog: *accessLog})
-	explicit := false
-	fset.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "addr" })
-	d, err := startDemo(*addr, !explicit, *opsAddr, log)
+	explicit := map[string]bool{}
+	fset.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	inspectAddr, err := demoInspectAddr(*inspect)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "telephone demo: --inspect: %v\n", err)
+		return exitConfig
+	}
+	d, err := startDemo(demoAddrs{plugboard: *addr, fallback: !explicit["addr"], ops: *opsAddr,
+		inspect: inspectAddr, inspectFallback: !explicit["inspect"]}, log)
 	if err != nil {
 		log.Error("demo failed to start", slog.Any("error", err))
 		return exitFail
@@ -81,16 +88,28 @@ type demoRun struct {
 	client   *telephone.Client
 	runErr   chan error // receives Run's result
 	ops      *opsServer
+	insp     *inspectServer
 	pathID   string
 	movedTo  string // set when the default address was busy
 }
 
+// demoAddrs are the demo's listen addresses; a fallback allows a free port when the address
+// is busy. ops and inspect are "" when off.
+type demoAddrs struct {
+	plugboard       string
+	fallback        bool
+	ops             string
+	inspect         string
+	inspectFallback bool
+}
+
 // startDemo starts the Plugboard, the backend and the tunnel and waits until the tunnel has
-// joined. fallback allows a free port when addr is busy.
-func startDemo(addr string, fallback bool, opsAddr string, log *slog.Logger) (*demoRun, error) {
+// joined.
+func startDemo(a demoAddrs, log *slog.Logger) (*demoRun, error) {
 	d := &demoRun{log: log, runErr: make(chan error, 1), backWG: make(chan struct{})}
+	addr := a.plugboard
 	l, err := net.Listen("tcp", addr)
-	if err != nil && fallback {
+	if err != nil && a.fallback {
 		d.movedTo = addr
 		l, err = net.Listen("tcp", "127.0.0.1:0")
 	}
@@ -102,7 +121,7 @@ func startDemo(addr string, fallback bool, opsAddr string, log *slog.Logger) (*d
 		d.plug.Close()
 		return nil, err
 	}
-	if err := d.startTunnel(opsAddr); err != nil {
+	if err := d.startTunnel(a); err != nil {
 		d.stop()
 		return nil, err
 	}
@@ -124,22 +143,32 @@ func (d *demoRun) startBackend() error {
 }
 
 // startTunnel mints a token, starts the Client and waits for its join.
-func (d *demoRun) startTunnel(opsAddr string) error {
+func (d *demoRun) startTunnel(a demoAddrs) error {
 	tok, err := d.plug.Mint("", 0)
 	if err != nil {
 		return fmt.Errorf("mint a token: %w", err)
 	}
 	d.pathID = tok.PathID
 	reg := newRegistry()
-	d.client, err = telephone.New(d.plug.SocketURL(),
+	backend := "http://" + d.backendL.Addr().String()
+	opts := []telephone.Option{
 		telephone.WithToken(tok.Token),
 		telephone.WithPlugboardSecret(d.plug.SecretKeyBase()),
-		telephone.WithBackendURL("http://"+d.backendL.Addr().String()),
+		telephone.WithBackendURL(backend),
 		telephone.WithLogger(d.log),
-		telephone.WithMetrics(reg))
+		telephone.WithMetrics(reg),
+	}
+	if a.inspect != "" {
+		if d.insp, err = d.startInspect(a.inspect, a.inspectFallback, backend); err != nil {
+			return fmt.Errorf("request inspector: %w", err)
+		}
+		opts = append(opts, telephone.WithObserver(d.insp.ins))
+	}
+	d.client, err = telephone.New(d.plug.SocketURL(), opts...)
 	if err != nil {
 		return err
 	}
+	opsAddr := a.ops
 	go func() { d.runErr <- d.client.Run(context.Background()) }()
 	if opsAddr != "" {
 		if d.ops, err = startOps(opsAddr, newOps(d.client.Status, reg, readBuildInfo(), time.Now()).handler(), d.log); err != nil {
@@ -169,6 +198,9 @@ func (d *demoRun) stop() {
 	}
 	if d.ops != nil {
 		d.ops.stop()
+	}
+	if d.insp != nil {
+		d.insp.stop()
 	}
 	if d.backend != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -204,12 +236,40 @@ forwarded to the demo backend at %[2]s, and the answer comes back the same way.
 	if d.ops != nil {
 		fmt.Fprintf(w, "Health and metrics: %[1]s/health  %[1]s/ready  %[1]s/metrics\n", d.ops.url())
 	}
+	if d.insp != nil {
+		fmt.Fprintf(w, "Request inspector (every request live, its headers and bodies, replay): %s\n", d.insp.url())
+	}
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 	ops := ""
 	if d.ops != nil {
 		ops = " ops_url=" + d.ops.url()
 	}
+	if d.insp != nil {
+		ops += " inspect_url=" + d.insp.url()
+	}
 	fmt.Fprintf(w, "READY call_url=%s socket_url=%s backend_url=http://%s%s\n", call, d.plug.SocketURL(), d.backendL.Addr(), ops)
+}
+
+// defaultDemoInspect is where the demo's request inspector listens unless --inspect says otherwise.
+const defaultDemoInspect = "127.0.0.1:4040"
+
+// demoInspectAddr parses --inspect: "" or "off" turns the inspector off.
+func demoInspectAddr(v string) (string, error) {
+	if v == "" || v == "off" {
+		return "", nil
+	}
+	return inspectListenAddr(v)
+}
+
+// startInspect starts the demo's inspector on addr, or on a free loopback port when addr is
+// busy and fallback allows it.
+func (d *demoRun) startInspect(addr string, fallback bool, backend string) (*inspectServer, error) {
+	is, err := startInspect(addr, backend, false, d.log)
+	if err != nil && fallback {
+		d.log.Info("the inspector's default address is busy; using a free port", slog.String("addr", addr))
+		is, err = startInspect("127.0.0.1:0", backend, false, d.log)
+	}
+	return is, err
 }
 
 // demoBackend is the demo's HTTP backend.

@@ -35,7 +35,7 @@ func checkDemo(t *testing.T, call string) {
 func TestDemoInProcess(t *testing.T) {
 	t.Parallel()
 	tc := newTestCLI(map[string]string{}, nil)
-	code := tc.start("demo", "--addr", "127.0.0.1:0", "--ops", "127.0.0.1:0")
+	code := tc.start("demo", "--addr", "127.0.0.1:0", "--ops", "127.0.0.1:0", "--inspect", "127.0.0.1:0")
 	ready := tc.out.waitLine(t, "READY ")
 	if n := tc.out.Writes(); n != 1 {
 		t.Errorf("the banner took %d writes: log lines could land inside it", n)
@@ -48,8 +48,14 @@ func TestDemoInProcess(t *testing.T) {
 	if c, _, body := get(t, http.MethodGet, field(t, ready, "ops_url")+"/ready", nil); c != 200 || body != "ready\n" {
 		t.Errorf("demo /ready = %d %q", c, body)
 	}
-	if !strings.Contains(tc.out.String(), "curl ") {
-		t.Error("no curl hint printed")
+	if !strings.Contains(tc.out.String(), "curl ") || !strings.Contains(tc.out.String(), "Request inspector") {
+		t.Error("no curl hint or inspector URL printed")
+	}
+	// The inspector saw the requests above: /hello was the first.
+	var first struct{ Method, Target string }
+	if c, _, body := get(t, http.MethodGet, field(t, ready, "inspect_url")+"entries/1", nil); c != 200 ||
+		json.Unmarshal([]byte(body), &first) != nil || first.Method != "GET" || first.Target != "/hello" {
+		t.Errorf("inspector entry 1 = %d %q", c, body)
 	}
 	tc.sigs <- syscall.SIGHUP
 	tc.sigs <- syscall.SIGINT
@@ -66,13 +72,13 @@ func TestDemoBusyAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	d, err := startDemo(busy.Addr().String(), true, "", discard)
+	d, err := startDemo(demoAddrs{plugboard: busy.Addr().String(), fallback: true, inspect: busy.Addr().String(), inspectFallback: true}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := newLineBuf()
 	d.print(out)
-	if !strings.Contains(out.String(), "is busy; the demo Plugboard uses") {
+	if !strings.Contains(out.String(), "is busy; the demo Plugboard uses") || !strings.Contains(out.String(), "inspect_url=http://127.0.0.1:") {
 		t.Errorf("no fallback note:\n%s", out)
 	}
 	checkDemo(t, field(t, out.waitLine(t, "READY "), "call_url"))
@@ -85,8 +91,14 @@ func TestDemoBusyAddress(t *testing.T) {
 	if !strings.Contains(tc.errOut.String(), "demo failed to start") {
 		t.Errorf("stderr:\n%s", tc.errOut)
 	}
-	if _, err := startDemo("127.0.0.1:0", false, busy.Addr().String(), discard); err == nil {
+	if _, err := startDemo(demoAddrs{plugboard: "127.0.0.1:0", ops: busy.Addr().String()}, discard); err == nil {
 		t.Error("demo started with a busy --ops address")
+	}
+	if _, err := startDemo(demoAddrs{plugboard: "127.0.0.1:0", inspect: busy.Addr().String()}, discard); err == nil {
+		t.Error("demo started with a busy explicit --inspect address")
+	}
+	if c := tc.main([]string{"demo", "--inspect", "nonsense"}); c != exitConfig {
+		t.Errorf("--inspect nonsense: exit %d", c)
 	}
 }
 

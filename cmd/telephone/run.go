@@ -79,6 +79,7 @@ type runner struct {
 	store  *tokenstore.SQLite // nil when tokens are kept in memory
 	ops    *opsServer         // nil when off
 	trim   *trimmer           // returns free memory to the OS after bursts
+	insp   *inspectServer     // nil when off
 }
 
 // startRunner opens the token store, builds the Client and starts the operations server. On
@@ -98,10 +99,21 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 		r.store, store = s, s
 	}
 	reg := newRegistry()
-	client, err := telephone.New(cfg.PlugboardURL, cfg.options(log, store, reg)...)
+	opts := cfg.options(log, store, reg)
+	if cfg.InspectAddr != "" {
+		insp, err := startInspect(cfg.InspectAddr, cfg.backendURL(), cfg.InspectShowSecrets, log)
+		if err != nil {
+			log.Error("cannot start the request inspector", slog.String("addr", cfg.InspectAddr), slog.Any("error", err))
+			r.closeStore()
+			return nil, exitFail
+		}
+		r.insp = insp
+		opts = append(opts, telephone.WithObserver(insp.ins))
+	}
+	client, err := telephone.New(cfg.PlugboardURL, opts...)
 	if err != nil {
 		log.Error("invalid configuration", slog.Any("error", err))
-		r.closeStore()
+		r.abort()
 		return nil, exitConfig
 	}
 	r.client = client
@@ -112,7 +124,7 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 		srv, err := startOps(addr, newOps(client.Status, reg, readBuildInfo(), time.Now()).handler(), log)
 		if err != nil {
 			log.Error("cannot start the operations server", slog.String("addr", addr), slog.Any("error", err))
-			r.closeStore()
+			r.abort()
 			return nil, exitFail
 		}
 		r.ops = srv
@@ -217,9 +229,20 @@ func (r *runner) finish(code int) int {
 	if r.ops != nil {
 		r.ops.stop()
 	}
+	if r.insp != nil {
+		r.insp.stop()
+	}
 	r.closeStore()
 	r.log.Info("telephone stopped", slog.Int("exit_code", code))
 	return code
+}
+
+// abort releases what startRunner opened before it failed.
+func (r *runner) abort() {
+	if r.insp != nil {
+		r.insp.stop()
+	}
+	r.closeStore()
 }
 
 func (r *runner) closeStore() {

@@ -89,6 +89,8 @@ var settings = []setting{
 	{name: "LOG_LEVEL", flag: "log-level", def: "info", live: true, help: "debug, info, warn or error", set: setLogLevel},
 	{name: "LOG_FORMAT", flag: "log-format", def: "auto", help: "text, json or auto (text on a terminal, else JSON); NO_COLOR turns colours off", set: setLogFormat},
 	{name: "ACCESS_LOG", flag: "access-log", def: "false", help: "log one info line per request: method, path, status, duration, bytes", set: setAccessLog},
+	{name: "INSPECT_ADDR", flag: "inspect", help: "serve the request inspector page on this address (a port alone binds to 127.0.0.1)", set: setInspectAddr},
+	{name: "INSPECT_UNMASK", flag: "inspect-unmask", def: "false", help: "show Authorization, cookie and token values on the inspector page instead of masking them", set: setInspectShowSecrets},
 }
 
 func settingByName(name string) *setting {

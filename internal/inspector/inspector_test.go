@@ -291,6 +291,9 @@ func TestDetailsAndReplay(t *testing.T) {
 			t.Errorf("replay Set-Cookie shown as %q", h.Value)
 		}
 	}
+	if rr.Replayed != backend.URL+"/prefix/items/1?token="+masked+"&x=1" {
+		t.Errorf("replay URL shown as %q", rr.Replayed)
+	}
 	if rr.Status != 200 || rr.Body.Text != "replayed:payload" || seen != "PUT /prefix/items/1?token=abc&x=1 Bearer s3cret pb.example" {
 		t.Errorf("replay %+v (backend saw %q)", rr, seen)
 	}
@@ -348,7 +351,10 @@ func TestPageAndHostCheck(t *testing.T) {
 	in := New(Options{})
 	srv := httptest.NewServer(in.Handler())
 	defer srv.Close()
-	for path, want := range map[string]string{"/": "telephone inspector", "/static/app.js": "EventSource", "/static/style.css": "table"} {
+	if humanSize(16<<20) != "16 MiB" || humanSize(64<<10) != "64 KiB" || humanSize(1000) != "1000 bytes" {
+		t.Error("humanSize")
+	}
+	for path, want := range map[string]string{"/": "bodies up to 64 KiB each", "/static/app.js": "EventSource", "/static/style.css": "table"} {
 		res, err := http.Get(srv.URL + path)
 		if err != nil {
 			t.Fatal(err)

@@ -19,7 +19,18 @@ import (
 //go:embed page.html static
 var assets embed.FS
 
-var page = template.Must(template.ParseFS(assets, "page.html"))
+var page = template.Must(template.New("page.html").Funcs(template.FuncMap{"size": humanSize}).ParseFS(assets, "page.html"))
+
+// humanSize formats a byte count for the page.
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
 
 // replayHeader must accompany a replay: a cross-site form cannot set it, and a cross-site
 // script that tries needs a CORS preflight, which the inspector never grants.
@@ -80,7 +91,7 @@ func allowedHost(host string, local net.Addr) bool {
 func (in *Inspector) servePage(w http.ResponseWriter, _ *http.Request) {
 	var buf bytes.Buffer
 	err := page.Execute(&buf, map[string]any{
-		"MaxEntries": in.opt.MaxEntries, "MaxBytes": in.opt.MaxBytes, "BodyLimit": in.opt.BodyLimit,
+		"MaxEntries": in.opt.MaxEntries, "MaxBytes": in.opt.MaxBytes, "BodyLimit": int64(in.opt.BodyLimit),
 		"Masked": !in.opt.ShowSecrets, "Replay": in.opt.Backend != nil,
 	})
 	if err != nil {
@@ -290,7 +301,9 @@ func (in *Inspector) replayRequest(ctx context.Context, e *entry) *http.Request 
 }
 
 func (in *Inspector) replay(req *http.Request) replayResult {
-	out := replayResult{Replayed: req.URL.Redacted()}
+	shown := *req.URL
+	shown.RawQuery = maskQuery(shown.RawQuery, in.opt.ShowSecrets)
+	out := replayResult{Replayed: shown.Redacted()}
 	start := time.Now()
 	res, err := in.client.Do(req)
 	if err != nil {
