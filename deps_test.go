@@ -9,7 +9,8 @@ import (
 // TestImportRules enforces the import graph with `go list -deps`: imports flow
 // cmd/telephone -> telephone -> {phoenix, transport, tokenstore, internal}; phoenix imports
 // neither net/http nor a WebSocket library; transport imports neither phoenix nor tokenstore;
-// telephonetest and tokenstore never import the root package.
+// telephonetest and tokenstore never import the root package; the root package imports the
+// OpenTelemetry API, never its SDK or an exporter.
 func TestImportRules(t *testing.T) {
 	t.Parallel()
 	const root = "github.com/verastack/telephone"
@@ -32,7 +33,9 @@ func TestImportRules(t *testing.T) {
 		{root + "/transport", []string{root + "/phoenix", root + "/tokenstore", root}},
 		{root + "/telephonetest", []string{root, root + "/transport", root + "/tokenstore"}},
 		{root + "/tokenstore", []string{root, root + "/phoenix", root + "/transport"}},
-		{root, []string{root + "/cmd/telephone", root + "/telephonetest"}},
+		// The library uses the OpenTelemetry API only; the program chooses the SDK and exporter.
+		{root, []string{root + "/cmd/telephone", root + "/telephonetest", "go.opentelemetry.io/otel/sdk/trace",
+			"go.opentelemetry.io/otel/exporters/otlp/otlptrace"}},
 	} {
 		got := deps(rule.pkg)
 		for _, f := range rule.forbidden {

@@ -225,19 +225,22 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 	observed := c.observeRequest(s, pr, start)
 	ctx, cancel := context.WithTimeout(s.ctx, c.conf().requestTimeout)
 	defer cancel()
+	ctx, tr := c.startTrace(ctx, s, pr, start)
 	var once sync.Once
 	send := func(res *response) {
 		once.Do(func() {
 			c.m.Request(pr.Method, res.status, time.Since(start))
 			log.Debug("request served", slog.String("method", pr.Method), slog.String("path", pr.Path),
 				slog.Int("status", res.status), slog.Duration("elapsed", time.Since(start)), slog.Int("bytes", len(res.body)))
+			tr.sending(ctx)
 			s.reply(pr.RequestID, res)
+			tr.end(res)
 			if observed != nil {
 				observed(res)
 			}
 		})
 	}
-	if rej := t.wait(ctx); rej != nil {
+	if rej := tr.queued(ctx, t.wait(ctx)); rej != nil {
 		log.Debug("request rejected", slog.String("reason", rej.reason))
 		send(rej.res)
 		return
@@ -252,7 +255,7 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 		}
 	})
 	defer stop()
-	send(c.forward(ctx, w, pr, log))
+	send(tr.backend(ctx, pr.header, func(ctx context.Context) *response { return c.forward(ctx, w, pr, log) }))
 }
 
 // reply encodes and sends a proxy_res; a failure means the socket is gone and Plugboard has

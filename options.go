@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option configures a Client. Options are applied in order by New, which validates the
@@ -107,7 +108,9 @@ type options struct {
 
 	metrics prometheus.Registerer
 
-	observer Observer // WithObserver; nil: none
+	observer       Observer             // WithObserver; nil: none
+	tracerProvider trace.TracerProvider // WithTracerProvider; nil: no tracing
+	tracer         trace.Tracer         // from tracerProvider
 }
 
 func defaultOptions() options {

@@ -51,6 +51,7 @@ var reloadRules = []reloadRule{
 	{"WithProxy", false, true, func(o *options) []any { return []any{&o.proxy} }},
 	{"WithMetrics", false, true, func(o *options) []any { return []any{&o.metrics} }},
 	{"WithObserver", false, true, func(o *options) []any { return []any{&o.observer} }},
+	{"WithTracerProvider", false, true, func(o *options) []any { return []any{&o.tracerProvider, &o.tracer} }},
 	{"WithChunkSize", false, false, func(o *options) []any { return []any{&o.chunkSize} }},
 	{"WithMaxConcurrentRequests", false, false, func(o *options) []any { return []any{&o.maxConcurrent, &o.queueWait} }},
 	{"WithMemoryBudget", false, false, func(o *options) []any { return []any{&o.memoryBudget} }},

@@ -1,6 +1,8 @@
 package telephone
 
 import (
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"crypto/tls"
 	"errors"
 	"go/ast"
@@ -99,6 +101,7 @@ func reloadCases() map[string]reloadCase {
 		"WithWebSocketHandshakeTimeout": {opt: WithWebSocketHandshakeTimeout(time.Second)},
 		"WithMetrics":                   {opt: WithMetrics(prometheus.NewRegistry())},
 		"WithObserver":                  {opt: WithObserver(nopObserver{})},
+		"WithTracerProvider":            {opt: WithTracerProvider(noop.NewTracerProvider())},
 	}
 }
 
