@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/verastack/telephone/phoenix"
 )
@@ -168,6 +169,33 @@ func BenchmarkEncodeProxyRes1KiB(b *testing.B) {
 	for b.Loop() {
 		if _, err := res.encode(testID, DefaultChunkSize); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHooksOff measures what the observer and tracing hooks cost a request when neither
+// is configured: every call the forwarding path makes to them, in order.
+func BenchmarkHooksOff(b *testing.B) {
+	c := benchClient(b, WithHandler(echo))
+	s := &session{c: c}
+	m, _ := phoenix.DecodeText(proxyReqFrame(b, 16))
+	pr, err := parseProxyReq(m.Payload)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := &response{status: http.StatusOK}
+	call := func(context.Context) *response { return res }
+	ctx, start := context.Background(), time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		observed := c.observeRequest(s, pr, start)
+		tctx, tr := c.startTrace(ctx, s, pr, start)
+		_ = tr.queued(tctx, nil)
+		r := tr.backend(tctx, pr.header, call)
+		tr.sending(tctx)
+		tr.end(r)
+		if observed != nil {
+			b.Fatal("observer called")
 		}
 	}
 }
