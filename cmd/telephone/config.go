@@ -80,8 +80,10 @@ type Config struct {
 	LogFormat       string // text, json or auto
 	AccessLog       bool   // ACCESS_LOG: one info line per request
 
-	InspectAddr        string // INSPECT_ADDR: the request inspector's listen address; "" is off
-	InspectShowSecrets bool   // INSPECT_UNMASK: show secret values on the inspector page
+	InspectAddr   string // INSPECT_ADDR: the request inspector's listen address; "" is off
+	InspectUnmask bool   // INSPECT_UNMASK: show secret values on the inspector page
+
+	OTLPEndpoint string // OTEL_EXPORTER_OTLP_ENDPOINT: trace to this OTLP/HTTP collector; "" is off
 
 	EnvFile  string            // the --env file name (read only if it exists)
 	Warnings []string          // settings that were accepted but deserve a log line

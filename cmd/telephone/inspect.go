@@ -43,7 +43,7 @@ func inspectListenAddr(v string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-func setInspectShowSecrets(c *Config, v string) error { return setBool(&c.InspectShowSecrets, v) }
+func setInspectUnmask(c *Config, v string) error { return setBool(&c.InspectUnmask, v) }
 
 // inspectServer is the running request inspector and its HTTP server.
 type inspectServer struct {

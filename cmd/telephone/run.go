@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/verastack/telephone"
 	"github.com/verastack/telephone/tokenstore"
 	"github.com/verastack/telephone/transport"
@@ -76,10 +78,11 @@ type runner struct {
 	log    *slog.Logger
 	level  *slog.LevelVar
 	client *telephone.Client
-	store  *tokenstore.SQLite // nil when tokens are kept in memory
-	ops    *opsServer         // nil when off
-	trim   *trimmer           // returns free memory to the OS after bursts
-	insp   *inspectServer     // nil when off
+	store  *tokenstore.SQLite       // nil when tokens are kept in memory
+	ops    *opsServer               // nil when off
+	trim   *trimmer                 // returns free memory to the OS after bursts
+	insp   *inspectServer           // nil when off
+	tp     *sdktrace.TracerProvider // nil when tracing is off
 }
 
 // startRunner opens the token store, builds the Client and starts the operations server. On
@@ -101,7 +104,7 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 	reg := newRegistry()
 	opts := cfg.options(log, store, reg)
 	if cfg.InspectAddr != "" {
-		insp, err := startInspect(cfg.InspectAddr, cfg.backendURL(), cfg.InspectShowSecrets, log)
+		insp, err := startInspect(cfg.InspectAddr, cfg.backendURL(), cfg.InspectUnmask, log)
 		if err != nil {
 			log.Error("cannot start the request inspector", slog.String("addr", cfg.InspectAddr), slog.Any("error", err))
 			r.closeStore()
@@ -109,6 +112,16 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 		}
 		r.insp = insp
 		opts = append(opts, telephone.WithObserver(insp.ins))
+	}
+	if cfg.OTLPEndpoint != "" {
+		tp, err := startTracing(cfg, log)
+		if err != nil {
+			log.Error("cannot start tracing", slog.Any("error", err))
+			r.abort()
+			return nil, exitFail
+		}
+		r.tp = tp
+		opts = append(opts, telephone.WithTracerProvider(tp))
 	}
 	client, err := telephone.New(cfg.PlugboardURL, opts...)
 	if err != nil {
@@ -232,6 +245,7 @@ func (r *runner) finish(code int) int {
 	if r.insp != nil {
 		r.insp.stop()
 	}
+	r.stopTracing()
 	r.closeStore()
 	r.log.Info("telephone stopped", slog.Int("exit_code", code))
 	return code
@@ -242,7 +256,20 @@ func (r *runner) abort() {
 	if r.insp != nil {
 		r.insp.stop()
 	}
+	r.stopTracing()
 	r.closeStore()
+}
+
+// stopTracing exports the spans still buffered, waiting up to opsShutdownGrace.
+func (r *runner) stopTracing() {
+	if r.tp == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opsShutdownGrace)
+	defer cancel()
+	if err := r.tp.Shutdown(ctx); err != nil {
+		r.log.Warn("tracing: spans not exported at shutdown", slog.Any("error", err))
+	}
 }
 
 func (r *runner) closeStore() {
