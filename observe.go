@@ -162,5 +162,6 @@ func redactedURL(raw string) string {
 	return u.String()
 }
 
-// observedID is the session's number as observers see it.
+// observedID is the session's number as observers and traces see it. A Client keeps one
+// session at a time today, so it is 0; with several sessions per Client it is the slot.
 func (s *session) observedID() int { return 0 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,12 +113,10 @@ type body struct {
 	size int
 }
 
+// keep copies at most BodyLimit bytes of s: a copy, so that a kept prefix never pins a large
+// body (or the buffer it was cut from) in memory.
 func (in *Inspector) keep(s string) body {
-	b := body{data: s, size: len(s)}
-	if len(s) > in.opt.BodyLimit {
-		b.data = s[:in.opt.BodyLimit]
-	}
-	return b
+	return body{data: strings.Clone(s[:min(len(s), in.opt.BodyLimit)]), size: len(s)}
 }
 
 func headerBytes(h http.Header) int64 {
