@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/coder/websocket"
 )
 
 // chromiumPath finds headless Chromium (Debian package chromium). Without it the browser
@@ -72,6 +73,10 @@ func TestInspectorInBrowser(t *testing.T) {
 	var mu sync.Mutex
 	var lastAuth string
 	backend := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws/chat" {
+			wsEcho(w, r)
+			return
+		}
 		hits.Add(1)
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
@@ -165,6 +170,14 @@ func TestInspectorInBrowser(t *testing.T) {
 		t.Errorf("the row shows the token: %q", rowText)
 	}
 
+	// A proxied WebSocket appears too, with its close code and the bytes each way.
+	wsChat(t, "ws"+strings.TrimPrefix(call, "http")+"/ws/chat")
+	poll("the WebSocket row appears", rowFor("/ws/chat")+` && `+rowFor("/ws/chat")+`.textContent.includes("1000")`)
+	wsRow, _ := eval(rowFor("/ws/chat") + ".textContent").(string)
+	if !strings.Contains(wsRow, "WS") || !strings.Contains(wsRow, "11 B") {
+		t.Errorf("WebSocket row %q", wsRow)
+	}
+
 	// The filter hides rows that do not match.
 	do("type in the filter", chromedp.SendKeys(chromedp.ID("filter"), "items"))
 	if eval(rowFor("/other/page")+".hidden") != true || eval(rowFor("/api/items")+".hidden") != false {
@@ -199,8 +212,14 @@ func TestInspectorInBrowser(t *testing.T) {
 	if status != "201" || !strings.Contains(replayText, `"hit":3`) || hits.Load() != 3 || auth != "Bearer secret-abc" {
 		t.Errorf("replay: status %q, backend hits %d, Authorization %q, shown:\n%s", status, hits.Load(), auth, replayText)
 	}
-	if rows := eval(`document.querySelectorAll("#rows tr").length`); rows != float64(2) {
+	if rows := eval(`document.querySelectorAll("#rows tr").length`); rows != float64(3) {
 		t.Errorf("%v rows after the replay: a replay must not cross the tunnel", rows)
+	}
+
+	// Clearing the filter shows every row again.
+	eval(`const f = document.getElementById("filter"); f.value = ""; f.dispatchEvent(new Event("input"))`)
+	if eval(rowFor("/other/page")+".hidden") != false || eval(rowFor("/ws/chat")+".hidden") != false {
+		t.Error("clearing the filter does not show every row")
 	}
 
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -221,5 +240,44 @@ func TestInspectorInBrowser(t *testing.T) {
 	tc.sigs <- syscall.SIGTERM
 	if c := waitCode(t, code); c != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", c, tc.errOut)
+	}
+}
+
+// wsEcho accepts a WebSocket and echoes messages until it is closed.
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	for {
+		typ, data, err := c.Read(r.Context())
+		if err != nil {
+			return
+		}
+		if c.Write(r.Context(), typ, data) != nil {
+			return
+		}
+	}
+}
+
+// wsChat opens a WebSocket through the tunnel, has one 11-byte message echoed, and closes.
+func wsChat(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("hello there")); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := c.Read(ctx); err != nil || string(data) != "hello there" {
+		t.Fatalf("echo %q %v", data, err)
+	}
+	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatal(err)
 	}
 }
