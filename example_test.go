@@ -90,3 +90,46 @@ func Example_sidecar() {
 	// 200 application/json {"path":"/api/items/","query":"page=2"}
 	// joined: true path: true
 }
+
+// accessLine is an Observer that prints one line per request, once its response is sent.
+type accessLine struct{}
+
+func (accessLine) ObserveRequest(req *telephone.ObservedRequest) func(*telephone.ObservedResponse) {
+	return func(res *telephone.ObservedResponse) {
+		fmt.Printf("%s %s?%s -> %d %q\n", req.Method, req.Path, req.Query, res.Status, res.Body)
+	}
+}
+
+func (accessLine) ObserveWebSocket(*telephone.ObservedWebSocket) func(*telephone.ObservedWebSocketEnd) {
+	return nil
+}
+
+// Observing: an Observer sees every forwarded request with its response, to build your own
+// view of the traffic (the CLI's request inspector is built on it).
+func ExampleWithObserver() {
+	plugboard := telephonetest.NewServer()
+	defer plugboard.Close()
+	tok, _ := plugboard.Mint(telephonetest.NewPathID(), time.Hour)
+	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hi") })
+	client, err := telephone.New(plugboard.SocketURL(), telephone.WithToken(tok.Token),
+		telephone.WithHandler(hello), telephone.WithObserver(accessLine{}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go func() { _ = client.Run(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	defer func() { _ = client.Shutdown(ctx) }()
+	_ = plugboard.WaitJoined(ctx, tok.PathID, 1)
+
+	res, err := http.Get(plugboard.CallURL(tok.PathID) + "/greet?lang=en")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	// Output:
+	// GET /greet?lang=en -> 200 "hi"
+}
