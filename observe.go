@@ -30,7 +30,7 @@ type Observer interface {
 // the removal of hop-by-hop headers.
 type ObservedRequest struct {
 	ID      string      // Plugboard's request_id
-	Session int         // which of the Client's sessions with Plugboard carried it
+	Session int         // which of the Client's sessions with Plugboard carried it (0 to WithConnections-1)
 	Method  string      // upper case
 	Path    string      // as Plugboard sent it: already decoded, never decoded again
 	Query   string      // the raw query string, without "?"
@@ -162,6 +162,11 @@ func redactedURL(raw string) string {
 	return u.String()
 }
 
-// observedID is the session's number as observers and traces see it. A Client keeps one
-// session at a time today, so it is 0; with several sessions per Client it is the slot.
-func (s *session) observedID() int { return 0 }
+// observedID is the session's number as observers and traces see it: its slot, as in the
+// "session" log attribute and Status.Sessions (0 to WithConnections-1).
+func (s *session) observedID() int {
+	if s.slot == nil {
+		return 0
+	}
+	return s.slot.id
+}

@@ -134,3 +134,27 @@ func TestWithObserverNil(t *testing.T) {
 		t.Fatal("WithObserver(nil) accepted")
 	}
 }
+
+// TestObserverNamesTheSession: with two sessions, Plugboard spreads requests over both, and the
+// observer sees which one carried each request (the slot, as in Status.Sessions).
+func TestObserverNamesTheSession(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	tn := startTunnel(t, nil, telephone.WithBackendURL(echoBackend(t).URL), telephone.WithObserver(rec), telephone.WithConnections(2))
+	tn.waitJoined(2)
+	for range 4 {
+		if res, _ := tn.do("GET", "/", nil); res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		rec.wait(t)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	seen := map[int]int{}
+	for _, r := range rec.reqs {
+		seen[r.Session]++
+	}
+	if len(seen) != 2 || seen[0] == 0 || seen[1] == 0 {
+		t.Errorf("requests per session %v, want both of 0 and 1", seen)
+	}
+}
