@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -462,6 +463,45 @@ func TestEveryTokenRefusedStopsRun(t *testing.T) {
 		}
 		if st := c.Status(); st.LastError == "" || st.Joined {
 			t.Fatalf("status %+v", st)
+		}
+	})
+}
+
+// gatedStore is a Memory store whose Save, once gate is set, waits for it to be closed.
+type gatedStore struct {
+	*tokenstore.Memory
+	gate atomic.Pointer[chan struct{}]
+}
+
+func (s *gatedStore) Save(ctx context.Context, token string, exp time.Time) error {
+	if g := s.gate.Load(); g != nil {
+		<-*g
+	}
+	return s.Memory.Save(ctx, token, exp)
+}
+
+// TestRefreshSavedBeforeReported checks that Status reports a refresh only once the refreshed
+// token is stored: whoever sees LastRefresh finds it in the TokenStore.
+func TestRefreshSavedBeforeReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePlugboard(t)
+		store := &gatedStore{Memory: tokenstore.NewMemory()}
+		c, stop := runFake(t, f, WithToken(f.mint(time.Hour)), WithTokenStore(store))
+		defer stop()
+		gate := make(chan struct{})
+		release := sync.OnceFunc(func() { close(gate) })
+		defer release() // before stop, also when the test fails
+		store.gate.Store(&gate)
+		time.Sleep(32 * time.Minute) // past half-life: the refresh is being saved
+		synctest.Wait()
+		if n, _ := f.count(); n != 1 || !c.Status().LastRefresh.IsZero() {
+			t.Fatalf("%d refreshes; LastRefresh %v reported before the token was stored", n, c.Status().LastRefresh)
+		}
+		release()
+		synctest.Wait()
+		_, issued := f.count()
+		if stored, _ := store.Load(context.Background()); c.Status().LastRefresh.IsZero() || stored != issued[0] {
+			t.Fatal("the refresh was not reported after the token was stored")
 		}
 	})
 }
