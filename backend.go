@@ -69,14 +69,15 @@ func (b *bufferPool) Get() []byte {
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
-// backendTransport is defaultBackendTransport keeping as many idle connections as requests
-// may run at once (maxConcurrent), so that a burst at the limit does not close and reopen
+// backendTransport is the default backend RoundTripper: leanTransport for plain HTTP, over
+// defaultBackendTransport for the rest, both keeping as many idle connections as requests may
+// run at once (maxConcurrent), so that a burst at the limit does not close and reopen
 // connections.
-func backendTransport(maxConcurrent int) *http.Transport {
+func backendTransport(maxConcurrent int) http.RoundTripper {
 	t := defaultBackendTransport()
 	t.MaxIdleConns = max(t.MaxIdleConns, maxConcurrent)
 	t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, maxConcurrent)
-	return t
+	return newLeanTransport(t.MaxIdleConnsPerHost, t)
 }
 
 // defaultBackendTransport is http.DefaultTransport's settings with more idle connections per
