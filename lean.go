@@ -222,6 +222,9 @@ func (lc *leanConn) roundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if err := waitReadable(lc.Conn); err != nil {
+		return fail(err)
+	}
 	lc.br = leanReaders.Get().(*bufio.Reader)
 	lc.br.Reset(lc.Conn)
 	res, err := readFinal(lc.br, r)

@@ -7,23 +7,50 @@ import (
 	"syscall"
 )
 
+// peek looks at c without consuming or waiting: readable reports that a byte (or EOF, or an
+// error) is there to read.
+func peek(fd uintptr) (readable bool) {
+	var buf [1]byte
+	_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+}
+
 // alive reports whether an idle connection is still usable: nothing to read (the backend
 // neither closed it nor sent anything unasked). One non-blocking peek, no wait.
 func alive(c net.Conn) bool {
+	rc, err := sysConn(c)
+	if err != nil {
+		return rc == nil // not a socket: nothing to peek at
+	}
+	readable := true
+	err = rc.Read(func(fd uintptr) bool {
+		readable = peek(fd)
+		return true
+	})
+	return err == nil && !readable
+}
+
+// waitReadable waits until c has something to read (or is closed), without holding a read
+// buffer meanwhile: a backend that takes seconds to answer costs no buffer until it does.
+func waitReadable(c net.Conn) error {
+	rc, err := sysConn(c)
+	if rc == nil {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return rc.Read(peek)
+}
+
+func sysConn(c net.Conn) (syscall.RawConn, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return true
+		return nil, nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return nil, err
 	}
-	usable := false
-	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		usable = n <= 0 && (rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK)
-		return true
-	})
-	return err == nil && usable
+	return rc, nil
 }
