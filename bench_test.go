@@ -126,22 +126,32 @@ func BenchmarkForwardProtection(b *testing.B) {
 }
 
 // BenchmarkLoopbackRoundTrip is the floor of forwarding to a TCP backend: one 1 KiB POST and
-// its answer over a kept-alive loopback connection with the backend transport, no telephone.
+// its answer over a kept-alive loopback connection, no telephone: with the default backend
+// transport (Lean) and with net/http's Transport tuned the same way (NetHTTP).
 func BenchmarkLoopbackRoundTrip(b *testing.B) {
 	backend := httptest.NewServer(echo)
 	defer backend.Close()
-	client := &http.Client{Transport: backendTransport(DefaultMaxConcurrent)}
-	body := strings.Repeat("a", 1<<10)
-	b.ReportAllocs()
-	for b.Loop() {
-		res, err := client.Post(backend.URL+"/api/echo", "text/plain", strings.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.Copy(io.Discard, res.Body); err != nil {
-			b.Fatal(err)
-		}
-		res.Body.Close()
+	netHTTP := defaultBackendTransport()
+	netHTTP.MaxIdleConnsPerHost = DefaultMaxConcurrent
+	for _, tr := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{{"Lean", backendTransport(DefaultMaxConcurrent)}, {"NetHTTP", netHTTP}} {
+		b.Run(tr.name, func(b *testing.B) {
+			client := &http.Client{Transport: tr.rt}
+			body := strings.Repeat("a", 1<<10)
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := client.Post(backend.URL+"/api/echo", "text/plain", strings.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.Copy(io.Discard, res.Body); err != nil {
+					b.Fatal(err)
+				}
+				res.Body.Close()
+			}
+		})
 	}
 }
 

@@ -31,6 +31,10 @@ type leanTransport struct {
 	dialer      net.Dialer
 	maxIdle     int
 	idleTimeout time.Duration
+	// peekAfter is how long a connection may sit idle before it is peeked at before use
+	// (100 ms): under load connections come back within microseconds and backends do not
+	// close kept-alive connections that fast, so the peek (a system call) is spared there.
+	peekAfter time.Duration
 
 	mu   sync.Mutex             // guards idle
 	idle map[string][]*leanConn // host:port → idle connections, most recent last
@@ -44,6 +48,8 @@ type leanConn struct {
 	br     *bufio.Reader // only while a request owns the connection
 	timer  *time.Timer   // closes the connection after idleTimeout in the idle list
 	reused bool
+	// idleSince is when lc was last put in the idle list.
+	idleSince time.Time
 }
 
 var (
@@ -58,6 +64,7 @@ func newLeanTransport(maxIdle int, fallback *http.Transport) *leanTransport {
 		dialer:      net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
 		maxIdle:     maxIdle,
 		idleTimeout: fallback.IdleConnTimeout,
+		peekAfter:   100 * time.Millisecond,
 		idle:        make(map[string][]*leanConn),
 	}
 }
@@ -120,7 +127,7 @@ func (t *leanTransport) conn(ctx context.Context, addr string) (*leanConn, error
 		if lc == nil {
 			break
 		}
-		if alive(lc.Conn) {
+		if time.Since(lc.idleSince) < t.peekAfter || alive(lc.Conn) {
 			lc.reused = true
 			return lc, nil
 		}
@@ -157,6 +164,7 @@ func (t *leanTransport) putIdle(lc *leanConn) {
 		lc.Conn.Close()
 		return
 	}
+	lc.idleSince = time.Now()
 	t.idle[lc.addr] = append(t.idle[lc.addr], lc)
 	if lc.timer == nil {
 		lc.timer = time.AfterFunc(t.idleTimeout, lc.expire)

@@ -163,6 +163,7 @@ func TestLeanTransportClosedIdleConnection(t *testing.T) {
 	t.Parallel()
 	b := newRawBackend(t, answer("ok", false))
 	lt := testLean(t)
+	lt.peekAfter = 0
 	for i, method := range []string{"GET", "POST", "POST"} {
 		if _, body, err := leanDo(t, lt, method, b.url(), "data"); err != nil || body != "ok" {
 			t.Fatalf("request %d (%s): %q, %v", i, method, body, err)
