@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -335,5 +336,47 @@ func TestLeanTransportFallback(t *testing.T) {
 	}
 	if fb.n.Load() != 2 {
 		t.Fatalf("fallback called %d times, want 2", fb.n.Load())
+	}
+}
+
+// Requests waiting for a slow backend cost one goroutine each, the caller's: the transport
+// starts none (net/http's Transport runs two per connection).
+func TestLeanTransportNoGoroutinePerConnection(t *testing.T) {
+	const n = 20
+	arrived := make(chan struct{}, n)
+	release := make(chan struct{})
+	b := newRawBackend(t, func(w io.Writer, r *http.Request, k int) bool {
+		arrived <- struct{}{}
+		<-release
+		return answer("ok", true)(w, r, k)
+	})
+	lt := testLean(t)
+	before := runtime.NumGoroutine()
+	var callers sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		callers.Go(func() {
+			_, body, err := leanDo(t, lt, "GET", b.url(), "")
+			if err == nil && body != "ok" {
+				err = fmt.Errorf("body %q", body)
+			}
+			errs <- err
+		})
+	}
+	for range n {
+		<-arrived
+	}
+	// n callers and the backend's n connection handlers; nothing of the transport's.
+	during := runtime.NumGoroutine() - before
+	close(release)
+	callers.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if during > 2*n {
+		t.Fatalf("%d goroutines while %d requests wait, want at most %d", during, n, 2*n)
 	}
 }
