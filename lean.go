@@ -2,6 +2,7 @@ package telephone
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"io"
 	"net"
@@ -227,11 +228,14 @@ func (lc *leanConn) roundTrip(r *http.Request) (*http.Response, error) {
 	}
 	bw.Reset(nil)
 	leanWriters.Put(bw)
-	if err != nil {
-		return fail(err)
+	// A backend may answer before it has read the whole body (413, 401) and close: its
+	// answer is still read, as net/http does; without one the write error is the error.
+	writeErr := err
+	if writeErr != nil && ctx.Err() != nil {
+		return fail(writeErr)
 	}
 	if err := waitReadable(lc.Conn); err != nil {
-		return fail(err)
+		return fail(cmp.Or(writeErr, err))
 	}
 	lc.br = leanReaders.Get().(*bufio.Reader)
 	lc.br.Reset(lc.Conn)
@@ -240,10 +244,10 @@ func (lc *leanConn) roundTrip(r *http.Request) (*http.Response, error) {
 		lc.br.Reset(nil)
 		leanReaders.Put(lc.br)
 		lc.br = nil
-		return fail(err)
+		return fail(cmp.Or(writeErr, err))
 	}
 	lc.reused = false // a response byte came: no replay from here on
-	keep := !res.Close && !r.Close && res.StatusCode != http.StatusSwitchingProtocols
+	keep := writeErr == nil && !res.Close && !r.Close && res.StatusCode != http.StatusSwitchingProtocols
 	if res.Body == http.NoBody {
 		lc.release(stop, keep, true)
 		return res, nil

@@ -380,3 +380,35 @@ func TestLeanTransportNoGoroutinePerConnection(t *testing.T) {
 		t.Fatalf("%d goroutines while %d requests wait, want at most %d", during, n, 2*n)
 	}
 }
+
+// A backend that answers 413 after the head and closes without reading the body: the
+// telephone passes the 413 on, not a write error.
+func TestLeanTransportAnswerBeforeBody(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbig")
+	})
+	lt := testLean(t)
+	res, body, err := leanDo(t, lt, "POST", "http://"+ln.Addr().String(), strings.Repeat("x", 32<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusRequestEntityTooLarge || body != "big" {
+		t.Fatalf("got %d %q, want 413 \"big\"", res.StatusCode, body)
+	}
+}
