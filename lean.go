@@ -3,6 +3,7 @@ package telephone
 import (
 	"bufio"
 	"cmp"
+	"errors"
 	"context"
 	"io"
 	"net"
@@ -44,6 +45,7 @@ type leanTransport struct {
 // leanConn is one backend connection, owned by one request at a time or by the idle list.
 type leanConn struct {
 	net.Conn
+	head   int64 // bytes the response head may still take; < 0 while reading the body
 	t      *leanTransport
 	addr   string
 	br     *bufio.Reader // only while a request owns the connection
@@ -238,8 +240,10 @@ func (lc *leanConn) roundTrip(r *http.Request) (*http.Response, error) {
 		return fail(cmp.Or(writeErr, err))
 	}
 	lc.br = leanReaders.Get().(*bufio.Reader)
-	lc.br.Reset(lc.Conn)
+	lc.head = maxResponseHeaderBytes
+	lc.br.Reset((*headLimit)(lc))
 	res, err := readFinal(lc.br, r)
+	lc.head = -1 // the body is bounded by the collector's response size limit
 	if err != nil {
 		lc.br.Reset(nil)
 		leanReaders.Put(lc.br)
@@ -254,6 +258,30 @@ func (lc *leanConn) roundTrip(r *http.Request) (*http.Response, error) {
 	}
 	res.Body = &leanBody{rc: res.Body, lc: lc, stop: stop, keep: keep, ctx: ctx}
 	return res, nil
+}
+
+// maxResponseHeaderBytes bounds a response head, as net/http's Transport does by default.
+const maxResponseHeaderBytes = 10 << 20
+
+var errHeadTooLarge = errors.New("telephone: backend response head exceeds 10 MiB")
+
+// headLimit reads the connection, failing once the response head has taken
+// maxResponseHeaderBytes (a backend sending headers without end).
+type headLimit leanConn
+
+func (h *headLimit) Read(p []byte) (int, error) {
+	if h.head < 0 {
+		return h.Conn.Read(p)
+	}
+	if h.head == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > h.head {
+		p = p[:h.head]
+	}
+	n, err := h.Conn.Read(p)
+	h.head -= int64(n)
+	return n, err
 }
 
 // readFinal reads the response head, skipping 1xx informational responses but 101.

@@ -412,3 +412,22 @@ func TestLeanTransportAnswerBeforeBody(t *testing.T) {
 		t.Fatalf("got %d %q, want 413 \"big\"", res.StatusCode, body)
 	}
 }
+
+// A response head without end is an error once it passes 10 MiB, not a growing buffer.
+func TestLeanTransportHeadLimit(t *testing.T) {
+	t.Parallel()
+	b := newRawBackend(t, func(w io.Writer, _ *http.Request, _ int) bool {
+		line := "X-Filler: " + strings.Repeat("a", 1000) + "\r\n"
+		_, _ = io.WriteString(w, "HTTP/1.1 200 OK\r\n")
+		for range (maxResponseHeaderBytes / len(line)) + 2 {
+			if _, err := io.WriteString(w, line); err != nil {
+				return false
+			}
+		}
+		return false
+	})
+	lt := testLean(t)
+	if _, _, err := leanDo(t, lt, "GET", b.url(), ""); !errors.Is(err, errHeadTooLarge) {
+		t.Fatalf("err = %v, want errHeadTooLarge", err)
+	}
+}
