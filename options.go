@@ -205,8 +205,10 @@ func WithBackendURL(raw string) Option {
 	}
 }
 
-// WithBackend sets the http.RoundTripper used to reach the backend URL (default: a tuned
-// clone of http.DefaultTransport).
+// WithBackend sets the http.RoundTripper used to reach the backend URL. The default does
+// each HTTP/1.1 round trip to a plain-HTTP backend on the request's own goroutine over
+// kept-alive connections, and uses a tuned clone of http.DefaultTransport (proxy from the
+// environment, 90 s idle timeout) for https and proxied backends.
 func WithBackend(rt http.RoundTripper) Option {
 	return func(o *options) error {
 		if rt == nil {
