@@ -3,8 +3,8 @@ package telephone
 import (
 	"bufio"
 	"cmp"
-	"errors"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
