@@ -176,13 +176,14 @@ func (t *leanTransport) putIdle(lc *leanConn) {
 	}
 }
 
-// expire closes lc if it is still idle (its timer fired).
+// expire closes lc if it is still idle (its timer fired), unless it was used and put back
+// since (its timer was reset while this call waited for the lock).
 func (lc *leanConn) expire() {
 	t := lc.t
 	t.mu.Lock()
 	list := t.idle[lc.addr]
 	for i, c := range list {
-		if c == lc {
+		if c == lc && time.Since(lc.idleSince) >= t.idleTimeout {
 			t.idle[lc.addr] = append(list[:i], list[i+1:]...)
 			t.mu.Unlock()
 			lc.Conn.Close()
