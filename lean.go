@@ -81,8 +81,8 @@ func (t *leanTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Port() == "" {
 		addr = net.JoinHostPort(r.URL.Hostname(), "80")
 	}
-	for {
-		lc, err := t.conn(r.Context(), addr)
+	for fresh := false; ; fresh = true {
+		lc, err := t.conn(r.Context(), addr, fresh)
 		if err != nil {
 			return nil, err
 		}
@@ -123,9 +123,10 @@ func replayable(r *http.Request) bool {
 	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
 }
 
-// conn returns an idle connection to addr that the backend has not closed, else a new one.
-func (t *leanTransport) conn(ctx context.Context, addr string) (*leanConn, error) {
-	for {
+// conn returns an idle connection to addr that the backend has not closed, else (or when
+// fresh) a new one.
+func (t *leanTransport) conn(ctx context.Context, addr string, fresh bool) (*leanConn, error) {
+	for !fresh {
 		lc := t.popIdle(addr)
 		if lc == nil {
 			break

@@ -431,3 +431,38 @@ func TestLeanTransportHeadLimit(t *testing.T) {
 		t.Fatalf("err = %v, want errHeadTooLarge", err)
 	}
 }
+
+// With several idle connections the backend closes unanswered, a request is sent once on a
+// reused one and then on a new one: never once per idle connection.
+func TestLeanTransportReplaysOnce(t *testing.T) {
+	t.Parallel()
+	var arrived sync.WaitGroup
+	arrived.Add(3)
+	var reusedTries atomic.Int32
+	b := newRawBackend(t, func(w io.Writer, r *http.Request, n int) bool {
+		if n > 0 {
+			reusedTries.Add(1)
+			return false // read it, answer nothing
+		}
+		if r.URL.Path == "/warm" {
+			arrived.Done()
+			arrived.Wait() // three connections at once
+		}
+		return answer("ok", true)(w, r, n)
+	})
+	lt := testLean(t)
+	var warm sync.WaitGroup
+	for range 3 {
+		warm.Go(func() { _, _, _ = leanDo(t, lt, "GET", b.url()+"/warm", "") })
+	}
+	warm.Wait()
+	if _, body, err := leanDo(t, lt, "GET", b.url()+"/x", ""); err != nil || body != "ok" {
+		t.Fatalf("got %q, %v", body, err)
+	}
+	if got := reusedTries.Load(); got != 1 {
+		t.Fatalf("sent %d times on reused connections, want 1", got)
+	}
+	if got := b.conns.Load(); got != 4 {
+		t.Fatalf("%d connections, want 4", got)
+	}
+}
