@@ -43,10 +43,12 @@ func (s *Server) DropSocket(id string) (failed int, err error) {
 	if sk == nil {
 		return 0, fmt.Errorf("%w: %q", ErrUnknownSocket, id)
 	}
-	sk.shutdown(websocket.StatusNormalClosure, "", true)
+	// End the channels before the socket: the socket's own teardown would otherwise race to end
+	// them and the count of failed callers would be lost.
 	for _, ch := range chans {
 		failed += s.endChannel(ch, endSilent)
 	}
+	sk.shutdown(websocket.StatusNormalClosure, "", true)
 	return failed, nil
 }
 
