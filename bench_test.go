@@ -47,7 +47,7 @@ func forwardOnce(b *testing.B, c *Client, frame []byte) int {
 	if rej := t.wait(ctx); rej != nil {
 		b.Fatal(rej.reason)
 	}
-	res := c.forward(ctx, newCollector(c.conf().maxResponseSize), pr, c.log)
+	res := c.forward(ctx, newCollector(c.conf().maxResponseSize, c.conf().chunkSize), pr, c.log)
 	t.done()
 	if res.status != http.StatusOK {
 		b.Fatalf("status %d", res.status)

@@ -17,10 +17,6 @@ var errBudget = errors.New("telephone: memory budget exhausted")
 const (
 	budgetBusyReason   = "Service Unavailable: the telephone's memory budget is exhausted; try again"
 	budgetTooBigReason = "Service Unavailable: the request body is larger than the telephone's memory budget"
-	// A response is held twice while in flight (its body and its proxy_res frame), three
-	// times while a body of undeclared length grows (growing copies the buffer).
-	presizedBudgetBytes = 2
-	growingBudgetBytes  = 3
 )
 
 // budget bounds the body bytes in flight (request bodies and responses being built), so

@@ -51,39 +51,35 @@ func TestBudgetAcquireWaitsWithinQueueWait(t *testing.T) {
 	})
 }
 
-// TestCollectorChargesTheBudget: a response is charged twice its size as it grows, refused
+// TestCollectorChargesTheBudget: a response is charged the bytes of its escaped body as it
+// grows (held once: it is sent from there), refused
 // with 503 when the budget cannot pay within the queue wait, and paid back after sending.
 func TestCollectorChargesTheBudget(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := newBudget(1000, 100*time.Millisecond)
-		w := newCollector(1 << 20)
+		w := newCollector(1<<20, DefaultChunkSize)
 		w.useBudget(context.Background(), b)
-		if _, err := w.Write([]byte(strings.Repeat("a", 300))); err != nil {
+		if _, err := w.Write([]byte(strings.Repeat("a", 300) + strings.Repeat(`"`, 300))); err != nil {
 			t.Fatal(err)
 		}
-		if w.charged != 900 { // undeclared length: three times
+		if w.charged != 900 { // a quote is escaped as two bytes
 			t.Fatalf("charged %d, want 900", w.charged)
 		}
-		if _, err := w.Write([]byte(strings.Repeat("b", 100))); err != errBudget {
+		if _, err := w.Write([]byte(strings.Repeat("b", 101))); err != errBudget {
 			t.Fatalf("write over the budget: %v", err)
 		}
 		if res := w.result(UTF8Reject, discardLogger(), nil); res.status != http.StatusServiceUnavailable || res.body != budgetBusyReason {
 			t.Fatalf("result %d %q", res.status, res.body)
+		}
+		if w.body.chunks != nil {
+			t.Fatal("a refused body is still held")
 		}
 		w.releaseBudget()
 		if res := b.acquire(context.Background(), 1000); res != nil {
 			t.Fatal("the collector did not pay back")
 		}
 		b.release(1000)
-		// A declared Content-Length is paid for before the buffer is reserved.
-		w = newCollector(1 << 20)
-		w.useBudget(context.Background(), b)
-		w.Header().Set("Content-Length", "300")
-		if _, err := w.Write([]byte("x")); err != nil || w.charged != 600 {
-			t.Fatalf("presized write: %v, charged %d", err, w.charged)
-		}
-		w.releaseBudget()
 	})
 }
 

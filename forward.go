@@ -231,8 +231,11 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 		once.Do(func() {
 			c.m.Request(pr.Method, res.status, time.Since(start))
 			log.Debug("request served", slog.String("method", pr.Method), slog.String("path", pr.Path),
-				slog.Int("status", res.status), slog.Duration("elapsed", time.Since(start)), slog.Int("bytes", len(res.body)))
+				slog.Int("status", res.status), slog.Duration("elapsed", time.Since(start)), slog.Int64("bytes", res.bodyLen()))
 			tr.sending(ctx)
+			if observed != nil {
+				res.keepText() // the observer sees the body; its chunks are the socket's once sent
+			}
 			s.reply(pr.RequestID, res)
 			tr.end(res)
 			if observed != nil {
@@ -245,7 +248,7 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 		send(rej.res)
 		return
 	}
-	w := newCollector(c.conf().maxResponseSize)
+	w := newCollector(c.conf().maxResponseSize, c.conf().chunkSize)
 	w.useBudget(ctx, c.guard.budget)
 	defer w.releaseBudget() // after the proxy_res went out: send runs before the defers
 	stop := context.AfterFunc(ctx, func() {
@@ -262,15 +265,14 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 // already answered the caller with 502.
 func (s *session) reply(id string, res *response) {
 	c := s.c
-	size, appendTo, err := res.encoder(id, c.conf().chunkSize)
-	if err != nil {
-		c.log.Error("could not encode proxy_res", slog.String("request_id", id), slog.Any("error", err))
-		size, appendTo, _ = errorResponse(http.StatusBadGateway, "Bad Gateway: response could not be encoded").encoder(id, c.conf().chunkSize)
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), c.conf().connectTimeout)
 	defer cancel()
-	// The payload is escaped straight into the frame: one copy of the body, not two.
-	if err := s.ch.SendAppend(ctx, "proxy_res", size, appendTo); err != nil {
+	err := res.send(ctx, s.ch, id, c.conf().chunkSize)
+	if errors.Is(err, errEncode) {
+		c.log.Error("could not encode proxy_res", slog.String("request_id", id), slog.Any("error", err))
+		err = errorResponse(http.StatusBadGateway, "Bad Gateway: response could not be encoded").send(ctx, s.ch, id, c.conf().chunkSize)
+	}
+	if err != nil {
 		c.log.Warn("proxy_res not sent", slog.String("request_id", id), slog.Any("error", err))
 	}
 }

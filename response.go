@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,10 +14,14 @@ import (
 
 	"github.com/verastack/telephone/internal/jsonstr"
 	"github.com/verastack/telephone/internal/metrics"
+	"github.com/verastack/telephone/phoenix"
 )
 
 // errResponseTooLarge is returned by collector.Write once the body limit would be exceeded.
 var errResponseTooLarge = errors.New("telephone: response body exceeds the limit")
+
+// errEncode is returned by response.send when the proxy_res could not be encoded.
+var errEncode = errors.New("telephone: could not encode proxy_res")
 
 // errAbandoned is returned by collector.Write after the request was answered without it.
 var errAbandoned = errors.New("telephone: request already answered")
@@ -28,21 +33,21 @@ type collector struct {
 	mu        sync.Mutex // guards every field
 	header    http.Header
 	status    int
-	body      strings.Builder // String() hands the body on without copying it
+	body      *escapedBody // escaped as written: held once, in pooled chunks
+	written   int64        // body bytes written
 	limit     int64
 	overflow  bool
 	abandoned bool
 	failed    *response
 
-	budget   *budget         // nil: none
-	ctx      context.Context // the request's, for waiting on the budget
-	charged  int64           // bytes taken from budget
-	refused  *response       // the budget's answer when it refused bytes
-	presized bool            // the buffer was reserved for a declared length
+	budget  *budget         // nil: none
+	ctx     context.Context // the request's, for waiting on the budget
+	charged int64           // bytes taken from budget
+	refused *response       // the budget's answer when it refused bytes
 }
 
-// useBudget makes the collector take its bytes from b (presizedBudgetBytes per body byte
-// when the length was declared, growingBudgetBytes otherwise) as the body grows; releaseBudget gives them back once the response was sent.
+// useBudget makes the collector take the bytes of its escaped body from b as the body grows;
+// releaseBudget gives them back once the response was sent.
 func (w *collector) useBudget(ctx context.Context, b *budget) {
 	w.mu.Lock()
 	w.budget, w.ctx = b, ctx
@@ -64,11 +69,7 @@ func (w *collector) charge(total int64) error {
 	case w.budget == nil:
 		return nil
 	}
-	factor := int64(growingBudgetBytes)
-	if w.presized {
-		factor = presizedBudgetBytes
-	}
-	need := factor*total - w.charged
+	need := total - w.charged
 	if need <= 0 {
 		return nil
 	}
@@ -80,8 +81,10 @@ func (w *collector) charge(total int64) error {
 	return nil
 }
 
-func newCollector(limit int64) *collector {
-	return &collector{header: make(http.Header), limit: limit}
+// newCollector collects a body of at most limit bytes, cut into Plugboard chunks of
+// chunkSize bytes when longer (docs/PROTOCOL.md §3.4).
+func newCollector(limit int64, chunkSize int) *collector {
+	return &collector{header: make(http.Header), limit: limit, body: newEscapedBody(chunkSize)}
 }
 
 func (w *collector) Header() http.Header { return w.header }
@@ -104,28 +107,21 @@ func (w *collector) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	if w.body.Cap() == 0 {
-		w.presize()
-	}
-	if int64(w.body.Len())+int64(len(p)) > w.limit {
+	if w.written+int64(len(p)) > w.limit {
 		w.overflow = true
+		w.body.release()
 		return 0, errResponseTooLarge
 	}
-	if err := w.charge(int64(w.body.Len() + len(p))); err != nil {
+	if w.refused != nil {
+		return 0, errBudget
+	}
+	w.written += int64(len(p))
+	w.body.write(p)
+	if err := w.charge(w.body.n); err != nil {
+		w.body.release()
 		return 0, err
 	}
-	return w.body.Write(p)
-}
-
-// presize reserves the declared Content-Length (within the limit) before the first write,
-// so a large body is not copied again and again while the buffer grows.
-func (w *collector) presize() {
-	if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n > 0 && n <= w.limit {
-		w.presized = true
-		if w.charge(n) == nil {
-			w.body.Grow(int(n))
-		}
-	}
+	return len(p), nil
 }
 
 // Flush implements http.Flusher; the whole response travels in one proxy_res anyway.
@@ -134,6 +130,7 @@ func (w *collector) Flush() {}
 func (w *collector) abandon() {
 	w.mu.Lock()
 	w.abandoned = true
+	w.body.release()
 	w.mu.Unlock()
 }
 
@@ -155,6 +152,12 @@ func (w *collector) tooLarge() bool {
 func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metrics) *response {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !w.abandoned {
+		w.body.finish()
+	}
+	if w.overflow || w.refused != nil || w.failed != nil || (w.body.invalid && policy == UTF8Reject) {
+		w.body.release()
+	}
 	switch {
 	case w.overflow:
 		return errorResponse(http.StatusBadGateway, "Bad Gateway: the backend response is larger than the telephone's limit")
@@ -164,30 +167,77 @@ func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metri
 	case w.failed != nil:
 		return w.failed
 	}
-	body := w.body.String()
-	if !utf8.ValidString(body) {
-		if policy == UTF8Reject {
-			m.Rejected("encoding")
-			log.Warn("backend body is not valid UTF-8", slog.String("content_type", w.header.Get("Content-Type")),
-				slog.String("content_encoding", w.header.Get("Content-Encoding")))
-			return errorResponse(http.StatusBadGateway, "Bad Gateway: the backend response body is not valid UTF-8 text, which Plugboard cannot carry")
-		}
-		body = strings.ToValidUTF8(body, "\uFFFD")
+	if w.body.invalid && policy == UTF8Reject {
+		m.Rejected("encoding")
+		log.Warn("backend body is not valid UTF-8", slog.String("content_type", w.header.Get("Content-Type")),
+			slog.String("content_encoding", w.header.Get("Content-Encoding")))
+		return errorResponse(http.StatusBadGateway, "Bad Gateway: the backend response body is not valid UTF-8 text, which Plugboard cannot carry")
 	}
 	status := w.status
 	if status == 0 {
 		status = http.StatusOK
 	}
-	return &response{status: status, header: w.header, body: body, log: log, m: m}
+	return &response{status: status, header: w.header, esc: w.body, log: log, m: m}
 }
 
-// response is what goes back to Plugboard in a proxy_res.
+// response is what goes back to Plugboard in a proxy_res: a body telephone wrote itself
+// (body), or the handler's, escaped already (esc).
 type response struct {
-	status int
-	header http.Header
-	body   string
-	log    *slog.Logger
-	m      *metrics.Metrics
+	status  int
+	header  http.Header
+	body    string
+	esc     *escapedBody
+	headers []byte // wireHeaders as JSON, once encoder ran
+	log     *slog.Logger
+	m       *metrics.Metrics
+}
+
+// keepText sets body to the text of an escaped body too (for an observer: once sent, the
+// chunks are gone). It costs a decoded copy of the body, so only observed requests pay it.
+func (r *response) keepText() {
+	if r.esc == nil {
+		return
+	}
+	buf := make([]byte, 0, r.esc.n+4)
+	buf = append(buf, `["`...)
+	for _, c := range r.esc.chunks {
+		buf = append(buf, c...)
+	}
+	var pieces []string
+	if err := json.Unmarshal(append(buf, `"]`...), &pieces); err != nil {
+		r.body = "" // cannot happen: the content was escaped by jsonstr
+		return
+	}
+	r.body = strings.Join(pieces, "")
+}
+
+// bodyLen is the length of the body in bytes.
+func (r *response) bodyLen() int64 {
+	if r.esc != nil {
+		return r.esc.raw
+	}
+	return int64(len(r.body))
+}
+
+// send sends the proxy_res on ch: a small payload built in one frame, a large one as the
+// frame's envelope, the payload's head, the body's chunks as they are (each given back to the
+// pool once written) and its tail, in one message.
+func (r *response) send(ctx context.Context, ch *phoenix.Channel, requestID string, chunkSize int) error {
+	size, appendTo, err := r.encoder(requestID, chunkSize)
+	if err != nil {
+		r.esc.release()
+		return fmt.Errorf("%w: %w", errEncode, err)
+	}
+	if r.esc == nil || len(r.esc.chunks) <= 1 {
+		defer r.esc.release()
+		return ch.SendAppend(ctx, "proxy_res", size, appendTo)
+	}
+	chunked := r.esc.chunked()
+	head, tail := r.appendHead(make([]byte, 0, 256), requestID, r.headers, chunked), appendTail(nil, chunked)
+	chunks := r.esc.take()
+	parts := append(append(append(make([][]byte, 0, len(chunks)+2), head), chunks...), tail)
+	clear(chunks)
+	return ch.SendParts(ctx, "proxy_res", parts, putChunk)
 }
 
 // wireHeaders flattens headers to one value per name: list-valued headers are joined with
@@ -232,30 +282,57 @@ func (r *response) encoder(requestID string, chunkSize int) (int, func([]byte) [
 	if err != nil {
 		return 0, nil, err
 	}
+	r.headers = headers
 	size := len(r.body) + len(r.body)/8 + len(headers) + 128
+	if r.esc != nil {
+		size = int(r.esc.n) + 3*r.esc.pieces + len(headers) + 128
+	}
 	return size, func(dst []byte) []byte { return r.appendPayload(dst, requestID, headers, chunkSize) }, nil
 }
 
-func (r *response) appendPayload(dst []byte, requestID string, headers []byte, chunkSize int) []byte {
+// appendHead appends the payload up to the body's content (the content of the body string,
+// or of the first element of chunks).
+func (r *response) appendHead(dst []byte, requestID string, headers []byte, chunked bool) []byte {
 	dst = append(dst, `{"request_id":`...)
 	dst = jsonstr.Append(dst, requestID, false)
 	dst = append(dst, `,"status":`...)
 	dst = strconv.AppendInt(dst, int64(r.status), 10)
 	dst = append(dst, `,"headers":`...)
 	dst = append(dst, headers...)
-	if len(r.body) <= chunkSize {
-		dst = append(dst, `,"body":`...)
-		dst = jsonstr.Append(dst, r.body, false)
-		return append(dst, '}')
+	if chunked {
+		return append(dst, `,"body":"","chunked":true,"chunks":["`...)
 	}
-	dst = append(dst, `,"body":"","chunked":true,"chunks":[`...)
+	return append(dst, `,"body":"`...)
+}
+
+// appendTail appends the payload after the body's content.
+func appendTail(dst []byte, chunked bool) []byte {
+	if chunked {
+		return append(dst, `"]}`...)
+	}
+	return append(dst, `"}`...)
+}
+
+func (r *response) appendPayload(dst []byte, requestID string, headers []byte, chunkSize int) []byte {
+	if r.esc != nil {
+		dst = r.appendHead(dst, requestID, headers, r.esc.chunked())
+		for _, c := range r.esc.chunks {
+			dst = append(dst, c...)
+		}
+		return appendTail(dst, r.esc.chunked())
+	}
+	chunked := len(r.body) > chunkSize
+	dst = r.appendHead(dst, requestID, headers, chunked)
+	if !chunked {
+		return appendTail(jsonstr.AppendContent(dst, r.body, false), false)
+	}
 	for i, chunk := range splitUTF8(r.body, chunkSize) {
 		if i > 0 {
-			dst = append(dst, ',')
+			dst = append(dst, `","`...)
 		}
-		dst = jsonstr.Append(dst, chunk, false)
+		dst = jsonstr.AppendContent(dst, chunk, false)
 	}
-	return append(dst, "]}"...)
+	return appendTail(dst, true)
 }
 
 // splitUTF8 cuts s into chunks of at most size bytes (size >= 4) without splitting a

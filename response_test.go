@@ -30,7 +30,7 @@ func TestSplitUTF8(t *testing.T) {
 
 func TestCollectorLimitAndResult(t *testing.T) {
 	t.Parallel()
-	w := newCollector(10)
+	w := newCollector(10, DefaultChunkSize)
 	if n, err := w.Write([]byte("0123456789")); n != 10 || err != nil {
 		t.Fatalf("write at limit = %d, %v", n, err)
 	}
@@ -41,21 +41,21 @@ func TestCollectorLimitAndResult(t *testing.T) {
 	if res.status != http.StatusBadGateway || !strings.Contains(string(res.body), "larger than") {
 		t.Errorf("oversize result = %d %q", res.status, res.body)
 	}
-	if w.body.Len() != 10 {
-		t.Errorf("collector holds %d bytes, want at most the limit", w.body.Len())
+	if w.written != 10 || w.body.chunks != nil {
+		t.Errorf("collector took %d bytes, holds %d chunks; want the limit, and none once refused", w.written, len(w.body.chunks))
 	}
 }
 
 func TestCollectorStatusRules(t *testing.T) {
 	t.Parallel()
-	w := newCollector(100)
+	w := newCollector(100, DefaultChunkSize)
 	w.WriteHeader(http.StatusContinue) // informational: ignored
 	w.WriteHeader(http.StatusCreated)
 	w.WriteHeader(http.StatusTeapot) // second call: ignored
 	if res := w.result(UTF8Reject, nil, nil); res.status != http.StatusCreated {
 		t.Errorf("status = %d", res.status)
 	}
-	w2 := newCollector(100)
+	w2 := newCollector(100, DefaultChunkSize)
 	w2.abandon()
 	if _, err := w2.Write([]byte("late")); !errors.Is(err, errAbandoned) {
 		t.Errorf("write after abandon = %v", err)
@@ -72,11 +72,11 @@ func TestCollectorUTF8Policy(t *testing.T) {
 		{UTF8Reject, http.StatusBadGateway, "Bad Gateway: the backend response body is not valid UTF-8 text, which Plugboard cannot carry"},
 		{UTF8Replace, http.StatusOK, "ok\uFFFDend"},
 	} {
-		w := newCollector(100)
+		w := newCollector(100, DefaultChunkSize)
 		_, _ = w.Write([]byte("ok\xff\xfeend"))
 		res := w.result(tt.policy, discardLogger(), nil)
-		if res.status != tt.status || string(res.body) != tt.body {
-			t.Errorf("policy %d: %d %q", tt.policy, res.status, res.body)
+		if got := res.text(t); res.status != tt.status || got != tt.body {
+			t.Errorf("policy %d: %d %q", tt.policy, res.status, got)
 		}
 	}
 }
@@ -167,4 +167,64 @@ func TestWireHeadersDropHopHeaders(t *testing.T) {
 	if len(got) != 1 || got["x-kept"] != "1" {
 		t.Fatalf("wireHeaders = %v", got)
 	}
+}
+
+// text is the body a response carries, as Plugboard reassembles it from the proxy_res.
+func (r *response) text(t testing.TB) string {
+	t.Helper()
+	raw, err := r.encode(testID, DefaultChunkSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Body   string   `json:"body"`
+		Chunks []string `json:"chunks"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatalf("invalid proxy_res %s: %v", raw, err)
+	}
+	return p.Body + strings.Join(p.Chunks, "")
+}
+
+// FuzzCollectorPayload: whatever the body's bytes (invalid UTF-8 included), however the
+// handler splits its writes and whatever the chunk size, the payload escaped as it is
+// written is byte for byte the one built from the whole body (strings.ToValidUTF8, then
+// escaped and cut into chunks at once), and invalid bytes are noticed.
+func FuzzCollectorPayload(f *testing.F) {
+	f.Add([]byte("hello"), 4, uint8(1))
+	f.Add([]byte("日本語😀<&>\"\\\n\u2028 ok\xff\xfe\xe2\x82end\xe2"), 5, uint8(3))
+	f.Add([]byte("\xe2\x82\xac\xf0\x9f\x98\x80é"), 4, uint8(1))
+	f.Add(bytes.Repeat([]byte("a\x01\"é"), 40000), 1000, uint8(200))
+	f.Fuzz(func(t *testing.T, body []byte, size int, step uint8) {
+		if size < 4 || size > 1<<20 || step == 0 {
+			return
+		}
+		w := newCollector(1<<30, size)
+		for p := body; len(p) > 0; {
+			n := min(int(step), len(p))
+			if _, err := w.Write(p[:n]); err != nil {
+				t.Fatal(err)
+			}
+			p = p[n:]
+		}
+		res := w.result(UTF8Replace, discardLogger(), nil)
+		want := &response{status: 200, header: http.Header{}, body: strings.ToValidUTF8(string(body), "\uFFFD")}
+		wantRaw, _ := want.encode(testID, size)
+		raw, err := res.encode(testID, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw, wantRaw) {
+			t.Fatalf("body %q in writes of %d, chunk size %d:\n got %s\nwant %s", body, step, size, raw, wantRaw)
+		}
+		if res.esc.invalid == utf8.Valid(body) || res.bodyLen() != int64(len(want.body)) {
+			t.Fatalf("invalid = %v, length %d for %q", res.esc.invalid, res.bodyLen(), body)
+		}
+		for i, c := range res.esc.chunks {
+			if i < len(res.esc.chunks)-1 && len(c) != bodyChunkSize {
+				t.Fatalf("chunk %d of %d holds %d bytes", i, len(res.esc.chunks), len(c))
+			}
+		}
+		res.esc.release()
+	})
 }

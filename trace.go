@@ -111,7 +111,7 @@ func (t *reqTrace) end(res *response) {
 	if t.child != nil {
 		t.child.End()
 	}
-	t.span.SetAttributes(attribute.Int("http.response.status_code", res.status), attribute.Int("http.response.body.size", len(res.body)))
+	t.span.SetAttributes(attribute.Int("http.response.status_code", res.status), attribute.Int64("http.response.body.size", res.bodyLen()))
 	if res.status >= 500 {
 		t.span.SetStatus(codes.Error, http.StatusText(res.status))
 	}

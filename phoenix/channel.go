@@ -175,6 +175,39 @@ func (c *Channel) SendAppend(ctx context.Context, event string, sizeHint int, ap
 	return c.s.enqueue(ctx, append(dst, ']'))
 }
 
+// SendParts is Send for a large payload given in parts, which together must be valid JSON
+// (not checked, like ValidJSON): they are written in order as one text message without being
+// joined (as a fragmented WebSocket message, when the Conn is a PartsWriter). release, when
+// not nil, is called with each part once it has been written or will not be (an error), so
+// that its memory can be reused; the channel keeps no reference to a released part. The
+// channel owns parts from the call on.
+func (c *Channel) SendParts(ctx context.Context, event string, parts [][]byte, release func([]byte)) error {
+	joinRef, err := c.sendable()
+	if err != nil {
+		if release != nil {
+			for i, p := range parts {
+				release(p)
+				parts[i] = nil
+			}
+		}
+		return err
+	}
+	m := Message{JoinRef: joinRef, Ref: c.s.nextRef(), Topic: c.topic, Event: event}
+	head := appendEnvelope(make([]byte, 0, len(c.topic)+len(event)+48), m)
+	f := frame{parts: append(append(make([][]byte, 0, len(parts)+2), head), parts...)}
+	f.parts = append(f.parts, []byte{']'})
+	clear(parts)
+	if release != nil {
+		last := len(f.parts) - 1
+		f.release = func(i int, p []byte) {
+			if i > 0 && i < last { // not the envelope's own parts
+				release(p)
+			}
+		}
+	}
+	return c.s.enqueueFrame(ctx, f)
+}
+
 func (c *Channel) encode(joinRef, ref, event string, payload any) ([]byte, error) {
 	m := Message{JoinRef: joinRef, Ref: ref, Topic: c.topic, Event: event}
 	switch p := payload.(type) {

@@ -106,8 +106,9 @@ type Socket struct {
 	wg      sync.WaitGroup // writer, heartbeat and delivery goroutines; joined by the reader
 
 	wmu     sync.Mutex // guards queue and writing
-	queue   [][]byte   // encoded text frames waiting for the writer, in order
+	queue   []frame    // encoded text frames waiting for the writer, in order
 	writing bool       // a goroutine (the writer or an inline sender) is writing
+	texts   [][]byte   // scratch for write; used only by the goroutine writing
 
 	mu       sync.Mutex // guards err, pending and channels
 	err      error
@@ -294,7 +295,7 @@ func (s *Socket) handleReply(m Message) {
 // write deadline; one flush with a BatchWriter Conn).
 func (s *Socket) writeLoop() {
 	defer s.wg.Done()
-	batch := make([][]byte, 0, outQueueSize)
+	batch := make([]frame, 0, outQueueSize)
 	for {
 		select {
 		case <-s.closing:
@@ -350,24 +351,117 @@ type BatchWriter interface {
 	WriteBatch(ctx context.Context, texts [][]byte) error
 }
 
-// write sends the frames in order, each within WriteTimeout.
-func (s *Socket) write(frames [][]byte) error {
+// PartsWriter is a Conn that can send one text message given in parts, in order, without
+// joining them (as a fragmented message). It calls written(i) once parts[i] has been written
+// and is no longer referenced, so that its memory can be reused at once. The Socket uses it
+// for frames sent with Channel.SendParts; with another Conn it joins the parts.
+type PartsWriter interface {
+	WriteParts(ctx context.Context, parts [][]byte, written func(i int)) error
+}
+
+// frame is an encoded text frame: data, or (SendParts) parts written as one message, each
+// handed to release once written or dropped.
+type frame struct {
+	data    []byte
+	parts   [][]byte
+	release func(i int, p []byte) // nil: nothing to release
+}
+
+// drop releases the parts of a frame that will not be written.
+func (f *frame) drop() {
+	for i, p := range f.parts {
+		if p != nil && f.release != nil {
+			f.release(i, p)
+		}
+		f.parts[i] = nil
+	}
+}
+
+// write sends the frames in order, each within WriteTimeout: consecutive plain frames in one
+// batch, frames in parts one by one.
+func (s *Socket) write(frames []frame) error {
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(len(frames))*s.opts.WriteTimeout)
 	defer cancel()
-	if bw, ok := s.conn.(BatchWriter); ok && len(frames) > 1 {
-		return bw.WriteBatch(ctx, frames)
+	for i := 0; i < len(frames); {
+		if frames[i].parts != nil {
+			if err := s.writeParts(ctx, &frames[i]); err != nil {
+				for j := i + 1; j < len(frames); j++ {
+					frames[j].drop()
+				}
+				return err
+			}
+			i++
+			continue
+		}
+		n := i + 1
+		for n < len(frames) && frames[n].parts == nil {
+			n++
+		}
+		if err := s.writePlain(ctx, frames[i:n]); err != nil {
+			for j := n; j < len(frames); j++ {
+				frames[j].drop()
+			}
+			return err
+		}
+		i = n
 	}
-	for _, data := range frames {
-		if err := s.conn.Write(ctx, false, data); err != nil {
+	return nil
+}
+
+func (s *Socket) writePlain(ctx context.Context, frames []frame) error {
+	if bw, ok := s.conn.(BatchWriter); ok && len(frames) > 1 {
+		s.texts = s.texts[:0]
+		for _, f := range frames {
+			s.texts = append(s.texts, f.data)
+		}
+		err := bw.WriteBatch(ctx, s.texts)
+		clear(s.texts)
+		return err
+	}
+	for _, f := range frames {
+		if err := s.conn.Write(ctx, false, f.data); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// writeParts writes a frame given in parts as one message, releasing every part.
+func (s *Socket) writeParts(ctx context.Context, f *frame) error {
+	defer f.drop()
+	if pw, ok := s.conn.(PartsWriter); ok {
+		return pw.WriteParts(ctx, f.parts, func(i int) {
+			if p := f.parts[i]; p != nil && f.release != nil {
+				f.release(i, p)
+			}
+			f.parts[i] = nil
+		})
+	}
+	n := 0
+	for _, p := range f.parts {
+		n += len(p)
+	}
+	data := make([]byte, 0, n)
+	for _, p := range f.parts {
+		data = append(data, p...)
+	}
+	f.drop()
+	return s.conn.Write(ctx, false, data)
+}
+
 // enqueue hands an encoded frame to the writer, blocking while the queue is full; with
 // InlineWrites it writes the frame itself when nothing else is being written or queued.
 func (s *Socket) enqueue(ctx context.Context, data []byte) error {
+	return s.enqueueFrame(ctx, frame{data: data})
+}
+
+// enqueueFrame is enqueue for any frame; a frame that is not sent is dropped (its parts released).
+func (s *Socket) enqueueFrame(ctx context.Context, data frame) (err error) {
+	defer func() {
+		if err != nil {
+			data.drop()
+		}
+	}()
 	select {
 	case <-s.closing:
 		return closedErr(s.Err())
@@ -378,7 +472,7 @@ func (s *Socket) enqueue(ctx context.Context, data []byte) error {
 		if !s.writing && len(s.queue) == 0 {
 			s.writing = true
 			s.wmu.Unlock()
-			err := s.write([][]byte{data})
+			err := s.write([]frame{data})
 			s.doneWriting()
 			if err != nil {
 				s.stop(fmt.Errorf("phoenix: write: %w", err), CloseInternalError, "write error")

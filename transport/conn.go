@@ -116,6 +116,36 @@ func (c *Conn) WriteBatch(ctx context.Context, texts [][]byte) error {
 	return nil
 }
 
+// WriteParts sends parts, in order, as one text message without joining them: each non-empty
+// part is one frame of a fragmented message (RFC 6455 §5.4; servers reassemble it, and
+// Cowboy applies its max_frame_size to the whole message). It calls written(i) once parts[i]
+// has gone to the connection, so that the caller can reuse its memory at once. Like Write,
+// it is safe to call concurrently (messages are not interleaved); a failure or the end of
+// ctx closes the connection, since a message cut short cannot be taken back.
+func (c *Conn) WriteParts(ctx context.Context, parts [][]byte, written func(i int)) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("transport: write: %w", err)
+	}
+	w, err := c.ws.Writer(ctx, websocket.MessageText)
+	if err != nil {
+		return fmt.Errorf("transport: write: %w", err)
+	}
+	for i, p := range parts {
+		if len(p) > 0 {
+			if _, err := w.Write(p); err != nil {
+				_ = c.ws.CloseNow()
+				return fmt.Errorf("transport: write: %w", err)
+			}
+		}
+		written(i)
+	}
+	if err := w.Close(); err != nil {
+		_ = c.ws.CloseNow()
+		return fmt.Errorf("transport: write: %w", err)
+	}
+	return nil
+}
+
 // Close sends a close frame with code and reason, waits for the peer's
 // close frame and releases the connection. A reason longer than 123 bytes is
 // truncated.

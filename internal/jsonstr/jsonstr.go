@@ -14,6 +14,12 @@ const hexDigits = "0123456789abcdef"
 // in one buffer, without encoding/json's intermediate copies.
 func Append(dst []byte, s string, escapeHTML bool) []byte {
 	dst = append(dst, '"')
+	return append(AppendContent(dst, s, escapeHTML), '"')
+}
+
+// AppendContent is Append without the surrounding quotes: a JSON string's content, so that
+// one string can be escaped in pieces (each piece ending on a character boundary).
+func AppendContent(dst []byte, s string, escapeHTML bool) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		b := s[i]
@@ -45,8 +51,7 @@ func Append(dst []byte, s string, escapeHTML bool) []byte {
 		}
 		i += size
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }
 
 func appendEscapedByte(dst []byte, b byte) []byte {
