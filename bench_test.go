@@ -56,6 +56,7 @@ func forwardOnce(b *testing.B, c *Client, frame []byte) int {
 	if err != nil {
 		b.Fatal(err)
 	}
+	res.esc.release() // as response.send does once the frame is built
 	// The channel sends the payload as phoenix.ValidJSON: framing is a copy, not a rescan.
 	out := append(append(make([]byte, 0, len(payload)+64), `["1","2","telephone:p","proxy_res",`...), payload...)
 	return len(append(out, ']'))
@@ -206,6 +207,31 @@ func BenchmarkHooksOff(b *testing.B) {
 		tr.end(r)
 		if observed != nil {
 			b.Fatal("observer called")
+		}
+	}
+}
+
+// BenchmarkLargeResponse is what one 8 MiB response of undeclared length costs: written by
+// the handler in 32 KiB pieces, collected, and its proxy_res made ready for the socket (the
+// chunks handed over and given back to the pool as the socket writes them).
+func BenchmarkLargeResponse(b *testing.B) {
+	piece := []byte(strings.Repeat("abcdefg\n", 4<<10))
+	b.SetBytes(256 * int64(len(piece)))
+	b.ReportAllocs()
+	for b.Loop() {
+		w := newCollector(1<<30, DefaultChunkSize)
+		w.Header().Set("Content-Type", "text/plain")
+		for range 256 {
+			if _, err := w.Write(piece); err != nil {
+				b.Fatal(err)
+			}
+		}
+		res := w.result(UTF8Reject, discardLogger(), nil)
+		if _, _, err := res.encoder(testID, DefaultChunkSize); err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range res.esc.take() {
+			putChunk(c)
 		}
 	}
 }

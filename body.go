@@ -38,12 +38,13 @@ func putChunk(b []byte) {
 // than pieceSize, and the pieces are separated by `","`, so that the content fits between
 // `"chunks":["` and `"]` (and, with one piece, between `"body":"` and `"`).
 type escapedBody struct {
-	chunks    [][]byte // escaped content; every chunk but the last is full
-	n         int64    // escaped bytes in chunks
-	raw       int64    // body bytes, after replacement
-	scratch   []byte   // escaping of a write that does not fit the last chunk
-	fixed     []byte   // a segment with its invalid bytes replaced
-	carry     []byte   // an incomplete character at the end of the last write
+	chunks    [][]byte  // escaped content; every chunk but the last is full
+	first     [1][]byte // chunks' array while there is one
+	n         int64     // escaped bytes in chunks
+	raw       int64     // body bytes, after replacement
+	scratch   []byte    // escaping of a write that does not fit the last chunk
+	fixed     []byte    // a segment with its invalid bytes replaced
+	carry     []byte    // an incomplete character at the end of the last write
 	pieceSize int
 	piece     int  // bytes in the current piece
 	pieces    int  // pieces started
@@ -51,8 +52,9 @@ type escapedBody struct {
 	inBad     bool // the last bytes were a run of invalid ones
 }
 
-func newEscapedBody(pieceSize int) *escapedBody {
-	return &escapedBody{pieceSize: max(pieceSize, utf8.UTFMax), pieces: 1}
+func (e *escapedBody) init(pieceSize int) {
+	e.pieceSize, e.pieces = max(pieceSize, utf8.UTFMax), 1
+	e.chunks = e.first[:0]
 }
 
 // write adds p to the body; a character split between writes is completed by the next.
@@ -148,19 +150,37 @@ func (e *escapedBody) toValid(s []byte) []byte {
 	return out
 }
 
-// escape appends s (whole characters) escaped: straight into the last chunk when it has room
-// for the worst case, else through scratch.
+// escape appends s (whole characters) escaped. A body starts in a small buffer that grows
+// up to bodyChunkSize (a small response takes no more than it needs); from then on s is
+// escaped straight into the last chunk when it has room for the worst case, else through
+// scratch and copied into pooled chunks.
 func (e *escapedBody) escape(s []byte) {
 	// The string aliases s only for the call: jsonstr reads it and keeps nothing.
 	str := unsafe.String(unsafe.SliceData(s), len(s))
-	if k := len(e.chunks) - 1; k >= 0 && cap(e.chunks[k])-len(e.chunks[k]) >= 6*len(s) {
-		before := len(e.chunks[k])
-		e.chunks[k] = jsonstr.AppendContent(e.chunks[k], str, false)
-		e.n += int64(len(e.chunks[k]) - before)
+	k := len(e.chunks) - 1
+	var last []byte
+	if k >= 0 {
+		last = e.chunks[k]
+	}
+	switch want := len(last) + len(s) + len(s)/8 + 16; {
+	case cap(last) < bodyChunkSize && want <= bodyChunkSize: // the first buffer, still growing
+		if want > cap(last) {
+			last = append(make([]byte, 0, min(bodyChunkSize, max(2*cap(last), want))), last...)
+		}
+	case cap(last)-len(last) >= 6*len(s):
+	default:
+		e.scratch = jsonstr.AppendContent(e.scratch[:0], str, false)
+		e.append(e.scratch)
 		return
 	}
-	e.scratch = jsonstr.AppendContent(e.scratch[:0], str, false)
-	e.append(e.scratch)
+	n := len(last)
+	last = jsonstr.AppendContent(last, str, false) // may outgrow the estimate: then a larger first buffer
+	e.n += int64(len(last) - n)
+	if k < 0 {
+		e.chunks = append(e.chunks, last)
+	} else {
+		e.chunks[k] = last
+	}
 }
 
 // append copies escaped bytes into the chunks, filling each before taking the next.
@@ -168,7 +188,14 @@ func (e *escapedBody) append(b []byte) {
 	e.n += int64(len(b))
 	for len(b) > 0 {
 		k := len(e.chunks) - 1
-		if k < 0 || len(e.chunks[k]) == cap(e.chunks[k]) {
+		switch {
+		case k < 0:
+			e.chunks = append(e.chunks, getChunk())
+			k++
+		case len(e.chunks[k]) < cap(e.chunks[k]):
+		case cap(e.chunks[k]) < bodyChunkSize: // the first buffer becomes a full-size chunk
+			e.chunks[k] = append(getChunk(), e.chunks[k]...)
+		default:
 			e.chunks = append(e.chunks, getChunk())
 			k++
 		}

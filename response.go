@@ -33,7 +33,7 @@ type collector struct {
 	mu        sync.Mutex // guards every field
 	header    http.Header
 	status    int
-	body      *escapedBody // escaped as written: held once, in pooled chunks
+	body      escapedBody // escaped as written: held once, in pooled chunks
 	written   int64        // body bytes written
 	limit     int64
 	overflow  bool
@@ -84,7 +84,9 @@ func (w *collector) charge(total int64) error {
 // newCollector collects a body of at most limit bytes, cut into Plugboard chunks of
 // chunkSize bytes when longer (docs/PROTOCOL.md §3.4).
 func newCollector(limit int64, chunkSize int) *collector {
-	return &collector{header: make(http.Header), limit: limit, body: newEscapedBody(chunkSize)}
+	w := &collector{header: make(http.Header), limit: limit}
+	w.body.init(chunkSize)
+	return w
 }
 
 func (w *collector) Header() http.Header { return w.header }
@@ -107,7 +109,7 @@ func (w *collector) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	if w.written+int64(len(p)) > w.limit {
+	if w.overflow || w.written+int64(len(p)) > w.limit {
 		w.overflow = true
 		w.body.release()
 		return 0, errResponseTooLarge
@@ -129,8 +131,7 @@ func (w *collector) Flush() {}
 
 func (w *collector) abandon() {
 	w.mu.Lock()
-	w.abandoned = true
-	w.body.release()
+	w.abandoned = true // the body is left to the collector's owner: a response may be on its way
 	w.mu.Unlock()
 }
 
@@ -152,9 +153,7 @@ func (w *collector) tooLarge() bool {
 func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metrics) *response {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.abandoned {
-		w.body.finish()
-	}
+	w.body.finish()
 	if w.overflow || w.refused != nil || w.failed != nil || (w.body.invalid && policy == UTF8Reject) {
 		w.body.release()
 	}
@@ -177,7 +176,7 @@ func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metri
 	if status == 0 {
 		status = http.StatusOK
 	}
-	return &response{status: status, header: w.header, esc: w.body, log: log, m: m}
+	return &response{status: status, header: w.header, esc: &w.body, log: log, m: m}
 }
 
 // response is what goes back to Plugboard in a proxy_res: a body telephone wrote itself

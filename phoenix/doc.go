@@ -41,7 +41,8 @@
 // once they have all ended. The writer drains queued frames in batches (one flush
 // with a Conn that implements BatchWriter); with SocketOptions.InlineWrites a sender
 // that finds it idle writes its own frame. Channel.SendAppend builds a payload
-// straight into its frame. All Socket and Channel methods are safe
+// straight into its frame; Channel.SendParts sends a large one from its parts, as one
+// fragmented message with a Conn that implements PartsWriter. All Socket and Channel methods are safe
 // for concurrent use. Codec functions are pure and safe for concurrent use.
 // Backoff is not safe for concurrent use.
 package phoenix
