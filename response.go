@@ -34,7 +34,7 @@ type collector struct {
 	header    http.Header
 	status    int
 	body      escapedBody // escaped as written: held once, in pooled chunks
-	written   int64        // body bytes written
+	written   int64       // body bytes written
 	limit     int64
 	overflow  bool
 	abandoned bool
