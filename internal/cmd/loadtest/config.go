@@ -65,6 +65,7 @@ type config struct {
 	largeRequests    int64
 	memFactor        float64
 	slowRSS          int64         // slow: peak RSS bound of a telephone binary, bytes
+	largeRSSBase     int64         // large: a telephone binary's peak RSS bound is 1.5 × bodies in flight + this
 	budgetCount      int           // budget: concurrent large responses
 	budgetSize       int64         // budget: size of each
 	budgetRSS        int64         // budget: peak RSS bound of a telephone binary (MEMORY_BUDGET + 64 MiB)
@@ -126,6 +127,7 @@ func defaultConfig() config {
 		largeRequests:    8,
 		memFactor:        8,
 		slowRSS:          40 << 20,
+		largeRSSBase:     30 << 20,
 		budgetCount:      64,
 		budgetSize:       8 << 20,
 		budgetRSS:        (256 + 64) << 20,
@@ -182,6 +184,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.largeConcurrency, "large-concurrency", c.largeConcurrency, "concurrent large requests")
 	fs.Int64Var(&c.largeRequests, "large-requests", c.largeRequests, "large requests per size")
 	fs.Float64Var(&c.memFactor, "mem-factor", c.memFactor, "large: peak RSS growth must stay below mem-factor × size × concurrency")
+	fs.Int64Var(&c.largeRSSBase, "large-rss-base", c.largeRSSBase, "large: a telephone binary's peak RSS must stay at or below 1.5 × size × concurrency + this many bytes")
 	fs.Int64Var(&c.slowRSS, "slow-rss", c.slowRSS, "slow: a telephone binary's peak RSS must stay at or below this many bytes")
 	fs.IntVar(&c.budgetCount, "budget-count", c.budgetCount, "budget: concurrent large responses")
 	fs.Int64Var(&c.budgetSize, "budget-size", c.budgetSize, "budget: bytes of each response")
@@ -292,7 +295,7 @@ func (c *config) validate() error {
 		{c.largeConcurrency >= 1 && c.largeConcurrency <= 64, "--large-concurrency must be between 1 and 64"},
 		{c.largeRequests >= 1, "--large-requests must be positive"},
 		{c.memFactor > 0, "--mem-factor must be positive"},
-		{c.slowRSS > 0 && c.budgetRSS > 0 && c.idleRSS > 0, "--slow-rss, --budget-rss and --idle-rss must be positive"},
+		{c.slowRSS > 0 && c.budgetRSS > 0 && c.idleRSS > 0 && c.largeRSSBase > 0, "--slow-rss, --budget-rss, --idle-rss and --large-rss-base must be positive"},
 		{c.budgetCount >= 1 && c.budgetCount <= 1000 && c.budgetSize >= 1 && c.budgetSize <= maxLargeSize, "--budget-count must be between 1 and 1000, --budget-size between 1 and 1 GiB"},
 		{c.idleWait >= 0 && c.idleWait <= 10*time.Minute, "--idle-wait must be between 0 and 10m"},
 		{c.stalledCount >= 1 && c.stalledCount <= 1000 && c.stalledSize >= 1 && c.stalledSize <= 8_000_000, "--stalled-count must be between 1 and 1000, --stalled-size between 1 and 8000000"},

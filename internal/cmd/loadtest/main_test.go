@@ -148,7 +148,7 @@ func shortConfig() config {
 	c.budgetSize = 256 << 10
 	c.idleWait = 100 * time.Millisecond
 	c.stalledCount, c.stalledSize = 4, 100_000
-	c.slowRSS, c.budgetRSS, c.idleRSS = 1<<30, 1<<30, 1<<30 // as memFactor: real runs check the bounds
+	c.slowRSS, c.budgetRSS, c.idleRSS, c.largeRSSBase = 1<<30, 1<<30, 1<<30, 1<<30 // as memFactor: real runs check the bounds
 	c.chaosConcurrency = 4
 	c.chaosRate = 200
 	c.warmup = 300 * time.Millisecond
@@ -205,14 +205,19 @@ func TestChaosShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg = shortConfig()
-	cfg.scenarios = []string{scnSteady, scnBudget, scnSockCut} // herd: 50 in-process telephones above
+	cfg.scenarios = []string{scnSteady, scnLarge, scnBudget, scnSockCut} // herd: 50 in-process telephones above
 	cfg.direct = false
 	cfg.targets = []targetSpec{{label: "fake", path: exe, args: []string{fakeTelephoneArg}}}
 	code, rep = runJSON(t, cfg)
-	checkReport(t, code, rep, cfg.scenarios, 3)
+	checkReport(t, code, rep, []string{scnSteady, "large-1MiB", scnBudget, scnSockCut}, 4)
 	for _, r := range rep.Results {
 		if r.Scenario == scnBudget && (r.IdleRSS == 0 || !slices.ContainsFunc(r.Checks, func(c check) bool { return strings.HasPrefix(c.Name, "memory returned") })) {
 			t.Errorf("budget: idle RSS not judged: %+v", r)
+		}
+		if r.Scenario == "large-1MiB" && !slices.ContainsFunc(r.Checks, func(c check) bool {
+			return c.Name == "memory bound" && strings.Contains(c.Detail, "peak RSS") && !strings.Contains(c.Detail, "growth")
+		}) {
+			t.Errorf("large: a binary's peak RSS not judged: %+v", r.Checks)
 		}
 		if r.Scenario == scnSteady && (r.PeakRSS == 0 || r.CPUSeconds == 0 || !strings.Contains(r.MeasureScope, "child")) {
 			t.Errorf("child CPU/RSS not measured: %+v", r)

@@ -374,10 +374,10 @@ func (r *runner) largePlan(size int64) loadPlan {
 		judge: func(res *result, _ *loadResult, ts targetSpec) {
 			inFlight := float64(size) * float64(conc)
 			if ts.path != "" { // a telephone binary: its own peak RSS (issue 13 item 2)
-				bound := int64(largeRSSFactor*inFlight) + largeRSSBase
+				bound := int64(largeRSSFactor*inFlight) + r.cfg.largeRSSBase
 				res.check("memory bound", res.PeakRSS > 0 && res.PeakRSS <= bound,
 					"peak RSS %s (%.2f × size × concurrency) <= %g × %s × %d + %s = %s",
-					fmtBytes(res.PeakRSS), float64(res.PeakRSS)/inFlight, largeRSSFactor, sizeName(size), conc, fmtBytes(largeRSSBase), fmtBytes(bound))
+					fmtBytes(res.PeakRSS), float64(res.PeakRSS)/inFlight, largeRSSFactor, sizeName(size), conc, fmtBytes(r.cfg.largeRSSBase), fmtBytes(bound))
 				return
 			}
 			bound := int64(r.cfg.memFactor * inFlight)
@@ -388,12 +388,10 @@ func (r *runner) largePlan(size int64) loadPlan {
 	}
 }
 
-// A telephone binary carrying large responses must stay within largeRSSFactor × the bodies
-// in flight + largeRSSBase of peak RSS (issue 13: one 50 MiB response within 105 MiB).
-const (
-	largeRSSFactor = 1.5
-	largeRSSBase   = 30 << 20
-)
+// largeRSSFactor: a telephone binary carrying large responses must stay within
+// largeRSSFactor × the bodies in flight + --large-rss-base (30 MiB) of peak RSS (issue 13:
+// one 50 MiB response within 105 MiB).
+const largeRSSFactor = 1.5
 
 // budgetPlan sends budgetCount large responses at once: a telephone with a memory budget
 // answers some with 503 instead of holding them all, and gives the memory back afterwards.
