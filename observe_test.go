@@ -84,6 +84,25 @@ func TestObserverSeesRequestsAndResponses(t *testing.T) {
 	}
 }
 
+// TestObserverSeesLargeBodies: a body sent from several buffers, in Plugboard chunks, is
+// seen whole (the buffers go back to the pool once written).
+func TestObserverSeesLargeBodies(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	tn := startTunnel(t, nil, telephone.WithBackendURL(echoBackend(t).URL), telephone.WithObserver(rec), telephone.WithChunkSize(1000))
+	big := strings.Repeat("日本語😀é\"\n", 15000) // 315 000 bytes, 405 000 escaped
+	res, body := tn.do("POST", "/echo", strings.NewReader(big))
+	if res.StatusCode != 200 || body != big {
+		t.Fatalf("%d, body of %d bytes", res.StatusCode, len(body))
+	}
+	rec.wait(t)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got := rec.resps[rec.reqs[0].ID]; got == nil || got.Body != big {
+		t.Fatalf("observed response body of %d bytes, want %d", len(got.Body), len(big))
+	}
+}
+
 func TestObserverSeesTimeouts(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
