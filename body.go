@@ -57,8 +57,21 @@ func (e *escapedBody) init(pieceSize int) {
 	e.chunks = e.first[:0]
 }
 
-// write adds p to the body; a character split between writes is completed by the next.
+// escapeStep bounds what is escaped at once, so that scratch stays small whatever the
+// size of a write.
+const escapeStep = 32 << 10
+
+// write adds p to the body; a character split between writes (or steps) is completed by the
+// next.
 func (e *escapedBody) write(p []byte) {
+	for len(p) > escapeStep {
+		e.writeStep(p[:escapeStep])
+		p = p[escapeStep:]
+	}
+	e.writeStep(p)
+}
+
+func (e *escapedBody) writeStep(p []byte) {
 	for len(e.carry) > 0 && len(p) > 0 {
 		k := len(e.carry)
 		buf := append(e.carry, p[:min(len(p), utf8.UTFMax)]...)

@@ -195,6 +195,7 @@ func FuzzCollectorPayload(f *testing.F) {
 	f.Add([]byte("日本語😀<&>\"\\\n\u2028 ok\xff\xfe\xe2\x82end\xe2"), 5, uint8(3))
 	f.Add([]byte("\xe2\x82\xac\xf0\x9f\x98\x80é"), 4, uint8(1))
 	f.Add(bytes.Repeat([]byte("a\x01\"é"), 40000), 1000, uint8(200))
+	f.Add(bytes.Repeat([]byte("日本語😀\xff"), 20000), 1<<20, uint8(255)) // one write of 300 000 bytes, in steps
 	f.Fuzz(func(t *testing.T, body []byte, size int, step uint8) {
 		if size < 4 || size > 1<<20 || step == 0 {
 			return
@@ -202,6 +203,9 @@ func FuzzCollectorPayload(f *testing.F) {
 		w := newCollector(1<<30, size)
 		for p := body; len(p) > 0; {
 			n := min(int(step), len(p))
+			if step == 255 {
+				n = len(p) // all at once
+			}
 			if _, err := w.Write(p[:n]); err != nil {
 				t.Fatal(err)
 			}
