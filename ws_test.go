@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/internal/testnet"
 	"github.com/verastack/telephone/telephonetest"
 )
 
@@ -326,13 +327,13 @@ func hangingBackend(t *testing.T) string {
 	return "http://" + l.Addr().String()
 }
 
+// closedPort returns the URL of a loopback port that refuses connections for the whole test.
 func closedPort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, closeAddr, err := testnet.RefusedAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	t.Cleanup(closeAddr)
 	return "http://" + addr
 }
 

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/verastack/telephone/internal/testnet"
 )
 
 func get(t *testing.T, url string) (int, []byte) {
@@ -160,12 +162,12 @@ func TestRunLoadLost(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(backendHandler())
 	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr, closeDead, err := testnet.RefusedAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	defer closeDead()
+	dead := "http://" + deadAddr
 	tests := []struct {
 		name, url string
 		timeout   time.Duration

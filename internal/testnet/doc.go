@@ -1,0 +1,2 @@
+// Package testnet holds network helpers for the project's tests.
+package testnet
