@@ -212,34 +212,10 @@ func TestKubernetesExample(t *testing.T) {
 	if tel == nil {
 		t.Fatal("no telephone container")
 	}
-	env := map[string]string{}
-	for _, e := range tel.Env {
-		switch {
-		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-			ref := e.ValueFrom.SecretKeyRef
-			if ref.Name != secret.Metadata.Name || secret.StringData[ref.Key] == "" {
-				t.Errorf("%s refers to %s/%s, which the Secret does not hold", e.Name, ref.Name, ref.Key)
-			}
-			env[e.Name] = secret.StringData[ref.Key]
-		default:
-			env[e.Name] = e.Value
-		}
-	}
+	env := containerEnv(t, tel, secret, nil)
 	env["TELEPHONE_TOKEN"] = validTokenFor
 	cfg := checkExampleConfig(t, env, nil, tel.Args...)
-	_, opsPort, _ := net.SplitHostPort(cfg.opsAddr())
-	portNames := map[string]string{}
-	for _, p := range tel.Ports {
-		portNames[p.Name] = strconv.Itoa(p.ContainerPort)
-	}
-	for _, p := range []struct {
-		probe *k8sProbe
-		path  string
-	}{{tel.LivenessProbe, "/live"}, {tel.ReadinessProbe, "/ready"}} {
-		if p.probe == nil || p.probe.HTTPGet.Path != p.path || portNames[p.probe.HTTPGet.Port] != opsPort {
-			t.Errorf("probe %s: %+v, want GET %s on the ops port %s", p.path, p.probe, p.path, opsPort)
-		}
-	}
+	checkProbes(t, tel, cfg)
 	if !mountedUnder(cfg.TokenDBPath, tel) {
 		t.Errorf("TOKEN_DB_PATH %s is not on a mounted volume", cfg.TokenDBPath)
 	}
@@ -269,24 +245,12 @@ func TestKubernetesReplicasExample(t *testing.T) {
 	if tel == nil {
 		t.Fatal("no telephone container")
 	}
-	env := map[string]string{}
-	for _, e := range tel.Env {
-		switch {
-		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-			ref := e.ValueFrom.SecretKeyRef
-			if ref.Name != secret.Metadata.Name || secret.StringData[ref.Key] == "" {
-				t.Errorf("%s refers to %s/%s, which the Secret does not hold", e.Name, ref.Name, ref.Key)
-			}
-			env[e.Name] = secret.StringData[ref.Key]
-		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
-			if e.Name != "TELEPHONE_INSTANCE_ID" || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
-				t.Errorf("%s from %s: only TELEPHONE_INSTANCE_ID should come from the pod name", e.Name, e.ValueFrom.FieldRef.FieldPath)
-			}
-			env[e.Name] = "my-service-7d9f-abcde"
-		default:
-			env[e.Name] = e.Value
+	env := containerEnv(t, tel, secret, func(name, fieldPath string) string {
+		if name != "TELEPHONE_INSTANCE_ID" || fieldPath != "metadata.name" {
+			t.Errorf("%s from %s: only TELEPHONE_INSTANCE_ID should come from the pod name", name, fieldPath)
 		}
-	}
+		return "my-service-7d9f-abcde"
+	})
 	if _, shared := env["TELEPHONE_TOKEN"]; shared {
 		t.Error("a TELEPHONE_TOKEN shared by replicas breaks at the first refresh")
 	}
@@ -294,19 +258,7 @@ func TestKubernetesReplicasExample(t *testing.T) {
 	if cfg.ServiceAccountKey == "" || cfg.InstanceID != "my-service-7d9f-abcde" || cfg.PathID == "" {
 		t.Errorf("vending settings: key set %v, instance %q, path %q", cfg.ServiceAccountKey != "", cfg.InstanceID, cfg.PathID)
 	}
-	_, opsPort, _ := net.SplitHostPort(cfg.opsAddr())
-	ports := map[string]string{}
-	for _, p := range tel.Ports {
-		ports[p.Name] = strconv.Itoa(p.ContainerPort)
-	}
-	for _, p := range []struct {
-		probe *k8sProbe
-		path  string
-	}{{tel.LivenessProbe, "/live"}, {tel.ReadinessProbe, "/ready"}} {
-		if p.probe == nil || p.probe.HTTPGet.Path != p.path || ports[p.probe.HTTPGet.Port] != opsPort {
-			t.Errorf("probe %s: %+v, want GET %s on the ops port %s", p.path, p.probe, p.path, opsPort)
-		}
-	}
+	checkProbes(t, tel, cfg)
 	perPod := map[string]bool{}
 	for _, v := range pod.Volumes {
 		perPod[v.Name] = v.EmptyDir != nil
@@ -320,6 +272,49 @@ func TestKubernetesReplicasExample(t *testing.T) {
 	}
 	if time.Duration(pod.TerminationGracePeriodSeconds)*time.Second <= cfg.ShutdownTimeout {
 		t.Errorf("terminationGracePeriodSeconds %d must exceed SHUTDOWN_TIMEOUT %v", pod.TerminationGracePeriodSeconds, cfg.ShutdownTimeout)
+	}
+}
+
+// containerEnv is the environment of container c: plain values, values from the Secret (which
+// must hold them) and, through fromField (nil: none allowed), values from pod fields.
+func containerEnv(t *testing.T, c *k8sContainer, secret k8sObject, fromField func(name, fieldPath string) string) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			if ref.Name != secret.Metadata.Name || secret.StringData[ref.Key] == "" {
+				t.Errorf("%s refers to %s/%s, which the Secret does not hold", e.Name, ref.Name, ref.Key)
+			}
+			env[e.Name] = secret.StringData[ref.Key]
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && fromField != nil:
+			env[e.Name] = fromField(e.Name, e.ValueFrom.FieldRef.FieldPath)
+		case e.ValueFrom != nil:
+			t.Errorf("%s: unexpected valueFrom %+v", e.Name, e.ValueFrom)
+		default:
+			env[e.Name] = e.Value
+		}
+	}
+	return env
+}
+
+// checkProbes checks that the liveness and readiness probes GET /live and /ready on the
+// operations port of cfg.
+func checkProbes(t *testing.T, c *k8sContainer, cfg Config) {
+	t.Helper()
+	_, opsPort, _ := net.SplitHostPort(cfg.opsAddr())
+	ports := map[string]string{}
+	for _, p := range c.Ports {
+		ports[p.Name] = strconv.Itoa(p.ContainerPort)
+	}
+	for _, p := range []struct {
+		probe *k8sProbe
+		path  string
+	}{{c.LivenessProbe, "/live"}, {c.ReadinessProbe, "/ready"}} {
+		if p.probe == nil || p.probe.HTTPGet.Path != p.path || ports[p.probe.HTTPGet.Port] != opsPort {
+			t.Errorf("probe %s: %+v, want GET %s on the ops port %s", p.path, p.probe, p.path, opsPort)
+		}
 	}
 }
 
