@@ -19,6 +19,17 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// startRun runs the program's run against plugboardURL until ctx ends: addr gives the local
+// listener's address once it listens, done run's result.
+func startRun(ctx context.Context, plugboardURL, token string) (addr <-chan string, done <-chan error) {
+	listening, result := make(chan string, 1), make(chan error, 1)
+	go func() {
+		result <- run(ctx, config{PlugboardURL: plugboardURL, Token: token, ListenAddr: "127.0.0.1:0"},
+			slog.New(slog.DiscardHandler), func(a string) { listening <- a })
+	}()
+	return listening, result
+}
+
 // TestEmbedded runs the example against an in-memory Plugboard: one request through the
 // tunnel, /healthz on the local listener, and a clean stop when the context ends.
 func TestEmbedded(t *testing.T) {
@@ -29,12 +40,7 @@ func TestEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, config{PlugboardURL: plugboard.SocketURL(), Token: tok.Token, ListenAddr: "127.0.0.1:0"},
-			slog.New(slog.DiscardHandler), func(a string) { addr <- a })
-	}()
+	addr, done := startRun(ctx, plugboard.SocketURL(), tok.Token)
 	local := "http://" + <-addr
 	wait, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -121,12 +127,7 @@ func TestHealthzBeforeJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, config{PlugboardURL: dead, Token: tok.Token, ListenAddr: "127.0.0.1:0"},
-			slog.New(slog.DiscardHandler), func(a string) { addr <- a })
-	}()
+	addr, done := startRun(ctx, dead, tok.Token)
 	if code, body := get(t, "http://"+<-addr+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"joined":false`) {
 		t.Errorf("/healthz before join: %d %q", code, body)
 	}
