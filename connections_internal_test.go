@@ -1,6 +1,8 @@
 package telephone
 
 import (
+	"context"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -125,3 +127,44 @@ func TestRefusedDialKeepsHealthySessions(t *testing.T) {
 }
 
 func leavingSessions(st Status) int { return inState(st, SessionLeaving) }
+
+// TestJoinedFromTheJoinReply: a request can arrive as soon as the socket's reader has taken the
+// join reply, before the session's join has recorded it; Status (and so /ready) says joined from
+// that moment, not only once the join goroutine runs again (a readiness probe on a loaded machine
+// read 503 after requests had crossed).
+func TestJoinedFromTheJoinReply(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePlugboard(t)
+		c, err := New("ws://plugboard.test/telephone/websocket", WithHandler(http.NotFoundHandler()),
+			WithPlugboardSecret(testSecret), WithToken(f.mint(time.Hour)), WithConnections(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.dialFn = f.dial
+		hold := make(chan struct{})
+		c.joinReplied = func() { <-hold }
+		done := make(chan error, 1)
+		go func() { done <- c.Run(context.Background()) }()
+		synctest.Wait()
+		f.pushTo(t, 0, 1, "/early")
+		synctest.Wait()
+		if got := f.statuses(); got[http.StatusNotFound] != 1 {
+			t.Fatalf("the request that arrived after the join reply: %v", got)
+		}
+		if st := c.Status(); !st.Joined || !st.Connected || joinedSessions(st) != 1 {
+			t.Errorf("a request crossed but Status says not joined: %+v", st)
+		}
+		close(hold)
+		synctest.Wait()
+		if st := c.Status(); !st.Joined || st.Path != "/api" || joinedSessions(st) != 1 {
+			t.Errorf("after the join was recorded: %+v", st)
+		}
+		if err := c.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		f.wg.Wait()
+	})
+}

@@ -80,9 +80,9 @@ func (c *Client) runSession(ctx context.Context, sl *slot, workers *sync.WaitGro
 		dead:       make(chan struct{}),
 		refreshAck: make(chan string, 1),
 	}
+	s.ch = sock.Channel("telephone:"+c.tokens.current().claims.PathID, s.handle)
 	c.sessions.add(s)
 	defer c.sessions.remove(s)
-	s.ch = sock.Channel("telephone:"+c.tokens.current().claims.PathID, s.handle)
 	defer c.ws.closeAll(s, websocketGoingAway)
 	if err := s.join(ctx); err != nil {
 		return 0, err
@@ -102,6 +102,9 @@ func (s *session) join(ctx context.Context) error {
 	raw, err := s.ch.Join(jctx, nil)
 	if err != nil {
 		return fmt.Errorf("join: %w", err)
+	}
+	if s.c.joinReplied != nil {
+		s.c.joinReplied()
 	}
 	var jr joinReply
 	if err := json.Unmarshal(raw, &jr); err != nil {

@@ -34,10 +34,16 @@ func (s *session) setPart(f func(*sessionPart)) {
 	s.mu.Unlock()
 }
 
+// getPart returns the session's part. joined is also true from the moment the socket's reader
+// took the join reply: requests can arrive from then on, before join has recorded it.
 func (s *session) getPart() sessionPart {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.part
+	p := s.part
+	s.mu.Unlock()
+	if s.ch != nil && s.ch.Joined() {
+		p.joined = true
+	}
+	return p
 }
 
 // slot is one of the Client's WithConnections places for a session: it outlives the sessions
@@ -226,7 +232,11 @@ func (ss *sessionSet) fill(st *Status) {
 	}
 	for _, s := range ss.live {
 		if s.slot != nil && s.slot.id < len(st.Sessions) {
-			st.Sessions[s.slot.id].InFlight = int(s.inflight.Load())
+			ps := &st.Sessions[s.slot.id]
+			ps.InFlight = int(s.inflight.Load())
+			if (ps.State == SessionConnecting || ps.State == SessionRejoining) && s.getPart().joined {
+				ps.State = SessionJoined // the join reply arrived; join has not recorded it yet
+			}
 		}
 	}
 }

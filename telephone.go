@@ -31,6 +31,8 @@ type Client struct {
 	guard   *guard
 	ws      *wsManager
 	dialFn  func(ctx context.Context, token string) (phoenix.Conn, error) // dialTransport; replaced in tests
+	// joinReplied, when set (tests only), runs after a join reply arrived, before join records it.
+	joinReplied func()
 
 	// Plugboard's host name and URL host, for X-Forwarded-For and -Host (see clientip.go).
 	pbHostname, pbPublicHost string
