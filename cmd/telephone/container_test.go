@@ -177,8 +177,8 @@ func TestDockerfile(t *testing.T) {
 	}
 	// CA roots for a scratch image: compiled in, used only where the system has none.
 	deps, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil || !strings.Contains(string(deps), "\ngolang.org/x/crypto/x509roots/fallback\n") {
-		t.Errorf("the binary must embed golang.org/x/crypto/x509roots/fallback (go list -deps: %v)", err)
+	if err != nil || !strings.Contains(string(deps), "\ngolang.org/x/crypto/x509roots/fallback/bundle\n") {
+		t.Errorf("the binary must embed golang.org/x/crypto/x509roots/fallback/bundle (go list -deps: %v)", err)
 	}
 	build := dockerBuildLine(t, "v", "c", "/x")
 	for _, want := range []string{"CGO_ENABLED=0 ", " -trimpath ", "-X main.version=v ", "-X main.commit=c"} {

@@ -20,10 +20,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-
-	// CA roots compiled into the binary, used only where the system has none (a FROM scratch
-	// image, an empty root): wss:// to a publicly trusted Plugboard works everywhere.
-	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() {

@@ -102,6 +102,9 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 		r.store, store = s, s
 	}
 	reg := newRegistry()
+	if cfg.dialsTLS() {
+		installFallbackRoots() // used only where the system has no roots (roots.go)
+	}
 	opts := cfg.options(log, store, reg)
 	if cfg.InspectAddr != "" {
 		insp, err := startInspect(cfg.InspectAddr, cfg.backendURL(), cfg.InspectUnmask, log)

@@ -54,3 +54,25 @@ func TestConfigPlugboardTLSErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFallbackRootsOnlyForTLS: the embedded CA roots are parsed only for a configuration that
+// dials TLS somewhere; installing them twice is harmless.
+func TestFallbackRootsOnlyForTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want bool
+	}{
+		{"ws and http", Config{PlugboardURL: "ws://p/telephone/websocket", BackendURL: "http://b:8080"}, false},
+		{"wss Plugboard", Config{PlugboardURL: "WSS://p/telephone/websocket", BackendURL: "http://b:8080"}, true},
+		{"https backend", Config{PlugboardURL: "ws://p/telephone/websocket", BackendScheme: "https", BackendHost: "b", BackendPort: 443}, true},
+		{"https vending API", Config{PlugboardURL: "ws://p/telephone/websocket", APIURL: "https://p", BackendURL: "http://b"}, true},
+		{"OTLP exporter", Config{PlugboardURL: "ws://p/telephone/websocket", BackendURL: "http://b", OTLPEndpoint: "http://c:4318"}, true},
+	} {
+		if got := tc.cfg.dialsTLS(); got != tc.want {
+			t.Errorf("%s: dialsTLS = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	installFallbackRoots()
+	installFallbackRoots() // x509.SetFallbackRoots would panic on a second call
+}
