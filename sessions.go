@@ -22,7 +22,8 @@ var sessionStates = []string{SessionConnecting, SessionJoined, SessionRejoining,
 // sessionPart is one session's share of Status.
 type sessionPart struct {
 	connected   bool
-	joined      bool
+	joined      bool // join recorded the reply (path, times)
+	replied     bool // the socket's reader took the join reply (set by getPart from the channel)
 	path        string
 	lastAck     time.Time
 	connectedAt time.Time
@@ -34,17 +35,18 @@ func (s *session) setPart(f func(*sessionPart)) {
 	s.mu.Unlock()
 }
 
-// getPart returns the session's part. joined is also true from the moment the socket's reader
-// took the join reply: requests can arrive from then on, before join has recorded it.
+// getPart returns the session's part, replied included.
 func (s *session) getPart() sessionPart {
 	s.mu.Lock()
 	p := s.part
 	s.mu.Unlock()
-	if s.ch != nil && s.ch.Joined() {
-		p.joined = true
-	}
+	p.replied = s.ch != nil && s.ch.Joined()
 	return p
 }
+
+// isJoined reports whether requests can arrive on the session: from the moment the socket's
+// reader took the join reply, before join has recorded it.
+func (p sessionPart) isJoined() bool { return p.joined || p.replied }
 
 // slot is one of the Client's WithConnections places for a session: it outlives the sessions
 // that fill it one after another, and carries what Status reports about them.
@@ -135,7 +137,7 @@ func (ss *sessionSet) remove(s *session) {
 	defer ss.mu.Unlock()
 	ss.live = slices.DeleteFunc(ss.live, func(x *session) bool { return x == s })
 	ss.last = s.getPart()
-	ss.last.connected, ss.last.joined = false, false
+	ss.last.connected, ss.last.joined, ss.last.replied = false, false, false
 }
 
 // joined wakes whoever waits for a joined session.
@@ -153,7 +155,7 @@ func (ss *sessionSet) pick() (*session, <-chan struct{}) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for _, s := range ss.live {
-		if s.getPart().joined {
+		if s.getPart().isJoined() {
 			return s, nil
 		}
 	}
@@ -171,7 +173,7 @@ func (ss *sessionSet) nextToLeave() (*session, int) {
 	var next *session
 	n := 0
 	for _, s := range ss.live {
-		if !s.leaveAsked && s.getPart().joined {
+		if !s.leaveAsked && s.getPart().isJoined() {
 			if next == nil {
 				next = s
 			}
@@ -215,15 +217,18 @@ func (ss *sessionSet) fill(st *Status) {
 	best := -1
 	for _, s := range ss.live {
 		sp := s.getPart()
-		rank := 0
-		if sp.joined {
+		rank := 0 // prefer a joined session whose join is recorded (it has the path)
+		if sp.isJoined() {
 			rank = 1
+		}
+		if sp.joined {
+			rank = 2
 		}
 		if rank > best {
 			p, best = sp, rank
 		}
 	}
-	st.Connected, st.Joined, st.Path = p.connected, p.joined, p.path
+	st.Connected, st.Joined, st.Path = p.connected, p.isJoined(), p.path
 	st.LastAck, st.ConnectedAt = p.lastAck, p.connectedAt
 	st.Sessions = make([]SessionStatus, len(ss.slots))
 	for i, sl := range ss.slots {
@@ -234,7 +239,7 @@ func (ss *sessionSet) fill(st *Status) {
 		if s.slot != nil && s.slot.id < len(st.Sessions) {
 			ps := &st.Sessions[s.slot.id]
 			ps.InFlight = int(s.inflight.Load())
-			if (ps.State == SessionConnecting || ps.State == SessionRejoining) && s.getPart().joined {
+			if (ps.State == SessionConnecting || ps.State == SessionRejoining) && s.getPart().isJoined() {
 				ps.State = SessionJoined // the join reply arrived; join has not recorded it yet
 			}
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -56,6 +57,9 @@ func TestRunReload(t *testing.T) {
 	tc := newTestCLI(env, nil)
 	code := tc.start("run")
 	waitJoined(t, srv, tok.PathID)
+	for i := range telephone.DefaultConnections { // every session, before counting joins below
+		tc.errOut.waitLine(t, fmt.Sprintf(`"msg":"joined Plugboard","session":%d`, i))
+	}
 	opsLine := tc.errOut.waitLine(t, "operations server listening")
 	opsURL := logField(t, opsLine, "url").(string)
 	if addr := logField(t, opsLine, "addr"); "http://"+addr.(string) != opsURL || strings.HasSuffix(opsURL, ":0") {
