@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -59,5 +60,48 @@ func (b *budget) acquire(ctx context.Context, n int64) *response {
 func (b *budget) release(n int64) {
 	if b != nil && n > 0 {
 		b.sem.Release(n)
+	}
+}
+
+// budgetShare is the budget a response's escaped body holds once the handler is done. The
+// body's chunks may wait in the socket's outbound queue after the response was handed over,
+// so the share is given back as the socket writes them (give, once per chunk), or at once
+// when the body will not be written (releaseAll). A nil *budgetShare holds nothing.
+type budgetShare struct {
+	b    *budget
+	left atomic.Int64
+}
+
+func newBudgetShare(b *budget, n int64) *budgetShare {
+	if b == nil || n <= 0 {
+		return nil
+	}
+	s := &budgetShare{b: b}
+	s.left.Store(n)
+	return s
+}
+
+// give releases up to n bytes of the share.
+func (s *budgetShare) give(n int64) {
+	if s == nil || n <= 0 {
+		return
+	}
+	for {
+		left := s.left.Load()
+		k := min(n, left)
+		if k <= 0 {
+			return
+		}
+		if s.left.CompareAndSwap(left, left-k) {
+			s.b.release(k)
+			return
+		}
+	}
+}
+
+// releaseAll releases what is left of the share.
+func (s *budgetShare) releaseAll() {
+	if s != nil {
+		s.give(s.left.Load())
 	}
 }

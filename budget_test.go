@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/verastack/telephone/phoenix"
 	"github.com/verastack/telephone/telephonetest"
 )
 
@@ -171,5 +172,100 @@ func TestMemoryBudgetThroughTheTunnel(t *testing.T) {
 		if a := <-answers; a.status != http.StatusOK || a.body != "done" {
 			t.Fatalf("answer %d %q, want 200", a.status, a.body)
 		}
+	}
+}
+
+// gatedConn is the client end of a fake Plugboard connection that writes fragmented messages
+// only while its gate is open (a socket whose peer reads slowly).
+type gatedConn struct {
+	memConn
+	gate chan struct{}
+}
+
+func (g gatedConn) WriteParts(ctx context.Context, parts [][]byte, written func(i int)) error {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	var msg []byte
+	for i, p := range parts {
+		msg = append(msg, p...)
+		written(i)
+	}
+	return g.Write(ctx, false, msg)
+}
+
+// TestBudgetHeldUntilTheBodyIsWritten: a large response's body stays charged to the memory
+// budget while its chunks wait in the socket's outbound queue, and is paid back as they are
+// written. (The budget was paid back when the proxy_res was queued, so 64 slow 8 MiB
+// responses held twice the budget.)
+func TestBudgetHeldUntilTheBodyIsWritten(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePlugboard(t)
+		conn, err := f.dial(context.Background(), f.mint(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gc := gatedConn{memConn: conn.(memConn), gate: make(chan struct{})}
+		sock := phoenix.NewSocket(gc, phoenix.SocketOptions{})
+		defer f.wg.Wait()
+		defer sock.Close(1000, "")
+		ch := sock.Channel("telephone:"+f.pathID, nil)
+		if _, err := ch.Join(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+
+		const size = 1 << 20
+		b := newBudget(size, time.Second)
+		w := newCollector(1<<30, DefaultChunkSize)
+		w.useBudget(context.Background(), b)
+		body := strings.Repeat("x", 600<<10) // ten pooled chunks once escaped
+		if _, err := w.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+		res := w.result(UTF8Reject, discardLogger(), nil)
+		w.releaseBudget() // serveRequest's defer, right after the proxy_res was queued
+		if err := res.send(context.Background(), ch, "r1", DefaultChunkSize); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if b.sem.TryAcquire(int64(size - len(body) + 1)) {
+			t.Fatal("the body's budget was paid back while its chunks wait to be written")
+		}
+		close(gc.gate)
+		synctest.Wait()
+		if !b.sem.TryAcquire(size) {
+			t.Fatal("the budget was not paid back once the body was written")
+		}
+		b.release(size)
+		f.mu.Lock()
+		got := len(f.results)
+		f.mu.Unlock()
+		if got != 1 {
+			t.Fatalf("%d proxy_res received, want 1", got)
+		}
+	})
+}
+
+// TestLateResponseGivesBackItsBudget: a response that loses to the 504 sent at the deadline is
+// discarded with its budget share.
+func TestLateResponseGivesBackItsBudget(t *testing.T) {
+	t.Parallel()
+	b := newBudget(1<<20, time.Second)
+	w := newCollector(1<<30, DefaultChunkSize)
+	w.useBudget(context.Background(), b)
+	if _, err := w.Write([]byte(strings.Repeat("y", 200<<10))); err != nil {
+		t.Fatal(err)
+	}
+	res := w.result(UTF8Reject, discardLogger(), nil)
+	w.releaseBudget()
+	if b.sem.TryAcquire(1 << 20) {
+		t.Fatal("the response's share was given back before it was sent or discarded")
+	}
+	res.discard()
+	if !b.sem.TryAcquire(1 << 20) {
+		t.Fatal("discard did not give the share back")
 	}
 }

@@ -228,7 +228,14 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 	ctx, tr := c.startTrace(ctx, s, pr, start)
 	var once sync.Once
 	send := func(res *response) {
+		sent := false
+		defer func() {
+			if !sent {
+				res.discard() // a 504 went first: this late response is dropped
+			}
+		}()
 		once.Do(func() {
+			sent = true
 			c.m.Request(pr.Method, res.status, time.Since(start))
 			log.Debug("request served", slog.String("method", pr.Method), slog.String("path", pr.Path),
 				slog.Int("status", res.status), slog.Duration("elapsed", time.Since(start)), slog.Int64("bytes", res.bodyLen()))
@@ -250,7 +257,7 @@ func (s *session) serveRequest(pr *proxyReq, t *ticket, log *slog.Logger) {
 	}
 	w := newCollector(c.conf().maxResponseSize, c.conf().chunkSize)
 	w.useBudget(ctx, c.guard.budget)
-	defer w.releaseBudget() // after the proxy_res went out: send runs before the defers
+	defer w.releaseBudget() // what the response did not take over (see collector.result)
 	stop := context.AfterFunc(ctx, func() {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			w.abandon()

@@ -46,8 +46,9 @@ type collector struct {
 	refused *response       // the budget's answer when it refused bytes
 }
 
-// useBudget makes the collector take the bytes of its escaped body from b as the body grows;
-// releaseBudget gives them back once the response was sent.
+// useBudget makes the collector take the bytes of its escaped body from b as the body grows.
+// result hands what the body holds to the response, which gives it back as its chunks are
+// written (budgetShare); releaseBudget gives back what was not handed over.
 func (w *collector) useBudget(ctx context.Context, b *budget) {
 	w.mu.Lock()
 	w.budget, w.ctx = b, ctx
@@ -176,7 +177,9 @@ func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metri
 	if status == 0 {
 		status = http.StatusOK
 	}
-	return &response{status: status, header: w.header, esc: &w.body, log: log, m: m}
+	share := newBudgetShare(w.budget, w.charged)
+	w.charged = 0
+	return &response{status: status, header: w.header, esc: &w.body, share: share, log: log, m: m}
 }
 
 // response is what goes back to Plugboard in a proxy_res: a body telephone wrote itself
@@ -186,7 +189,8 @@ type response struct {
 	header  http.Header
 	body    string
 	esc     *escapedBody
-	headers []byte // wireHeaders as JSON, once encoder ran
+	share   *budgetShare // the memory budget esc holds, given back as it is written
+	headers []byte       // wireHeaders as JSON, once encoder ran
 	log     *slog.Logger
 	m       *metrics.Metrics
 }
@@ -224,11 +228,11 @@ func (r *response) bodyLen() int64 {
 func (r *response) send(ctx context.Context, ch *phoenix.Channel, requestID string, chunkSize int) error {
 	size, appendTo, err := r.encoder(requestID, chunkSize)
 	if err != nil {
-		r.esc.release()
+		r.discard()
 		return fmt.Errorf("%w: %w", errEncode, err)
 	}
 	if r.esc == nil || len(r.esc.chunks) <= 1 {
-		defer r.esc.release()
+		defer r.discard() // SendAppend copied the body into its frame
 		return ch.SendAppend(ctx, "proxy_res", size, appendTo)
 	}
 	chunked := r.esc.chunked()
@@ -236,7 +240,19 @@ func (r *response) send(ctx context.Context, ch *phoenix.Channel, requestID stri
 	chunks := r.esc.take()
 	parts := append(append(append(make([][]byte, 0, len(chunks)+2), head), chunks...), tail)
 	clear(chunks)
-	return ch.SendParts(ctx, "proxy_res", parts, putChunk)
+	share := r.share
+	return ch.SendParts(ctx, "proxy_res", parts, func(p []byte) {
+		n := len(p)
+		putChunk(p)
+		share.give(int64(n)) // the socket wrote the chunk (or never will)
+	})
+}
+
+// discard gives back what a response's body holds: its chunks and its share of the budget.
+// It is for a body that is not sent, or that was copied.
+func (r *response) discard() {
+	r.esc.release()
+	r.share.releaseAll()
 }
 
 // wireHeaders flattens headers to one value per name: list-valued headers are joined with
