@@ -437,8 +437,8 @@ func WithMaxConcurrentRequests(n int, wait time.Duration) Option {
 
 // WithMemoryBudget bounds the body bytes in flight at once (default 256 MiB): request bodies
 // count from the moment they are taken from the socket, responses while they are built and
-// sent (their escaped bytes: a response body is held once, escaped, and sent from there). A
-// request that cannot get
+// until the socket has written them (their escaped bytes: a response body is held once,
+// escaped, and sent from there). A request that cannot get
 // its bytes waits up to the queue wait (WithMaxConcurrentRequests), then gets 503 with a
 // reason; a body larger than the whole budget gets 503 at once. While a request body waits,
 // the socket is not read, so Plugboard's frames queue there rather than in memory here.
