@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
-	"strings"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -39,22 +36,22 @@ func setOTLPProtocol(_ *Config, v string) error {
 	return fmt.Errorf("only http/protobuf is supported (an OTLP/HTTP collector, usually port 4318), got %q", v)
 }
 
-// startTracing builds the OpenTelemetry SDK with an OTLP/HTTP exporter to cfg.OTLPEndpoint.
-// The SDK reads the other standard variables from the environment itself (OTEL_SERVICE_NAME,
-// OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+// startTracing builds the OpenTelemetry SDK with an OTLP/HTTP exporter to cfg.OTLPEndpoint
+// (otlp.go). The exporter reads its other standard variables through getenv (the process
+// environment): OTEL_EXPORTER_OTLP_[TRACES_]HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE,
+// _CLIENT_CERTIFICATE, _CLIENT_KEY and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; a bad value is an
+// error. The SDK reads its own (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
 // OTEL_TRACES_SAMPLER, OTEL_BSP_*, ...). Export failures are logged at warn level.
-func startTracing(cfg Config, log *slog.Logger) (*sdktrace.TracerProvider, error) {
-	ctx := context.Background()
-	var opts []otlptracehttp.Option
-	// The SDK reads the process environment itself; a traces endpoint there wins, as specified.
-	if os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
-		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(cfg.OTLPEndpoint, "/")+"/v1/traces"))
-	}
-	exp, err := otlptracehttp.New(ctx, opts...)
+func startTracing(cfg Config, log *slog.Logger, getenv func(string) string) (*sdktrace.TracerProvider, error) {
+	ocfg, err := otlpConfigFromEnv(getenv, cfg.OTLPEndpoint)
 	if err != nil {
 		return nil, fmt.Errorf("OTLP exporter: %w", err)
 	}
-	res, err := resource.New(ctx,
+	exp, err := newOTLPExporter(ocfg)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP exporter: %w", err)
+	}
+	res, err := resource.New(context.Background(),
 		resource.WithAttributes(attribute.String("service.name", "telephone"), attribute.String("service.version", readBuildInfo().Version)),
 		resource.WithFromEnv(), resource.WithTelemetrySDK())
 	if err != nil {
@@ -64,6 +61,7 @@ func startTracing(cfg Config, log *slog.Logger) (*sdktrace.TracerProvider, error
 		log.Warn("OpenTelemetry export failed", slog.Any("error", err))
 	}))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	log.Info("tracing to OpenTelemetry", slog.String("endpoint", cfg.OTLPEndpoint))
+	log.Info("tracing to OpenTelemetry", slog.String("endpoint", exp.redactedURL()),
+		slog.Bool("gzip", ocfg.gzip), slog.Duration("timeout", ocfg.timeout))
 	return tp, nil
 }
