@@ -36,21 +36,16 @@ func setOTLPProtocol(_ *Config, v string) error {
 	return fmt.Errorf("only http/protobuf is supported (an OTLP/HTTP collector, usually port 4318), got %q", v)
 }
 
-// startTracing builds the OpenTelemetry SDK with an OTLP/HTTP exporter to cfg.OTLPEndpoint
-// (otlp.go). The exporter reads its other standard variables through getenv (the process
-// environment): OTEL_EXPORTER_OTLP_[TRACES_]HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE,
-// _CLIENT_CERTIFICATE, _CLIENT_KEY and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; a bad value is an
-// error. The SDK reads its own (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+// startTracing builds the OpenTelemetry SDK with an OTLP/HTTP exporter (otlp.go) to
+// cfg.OTLPEndpoint, configured by the OTEL_EXPORTER_OTLP_* variables loadConfig read. The SDK
+// reads its own from the process environment (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
 // OTEL_TRACES_SAMPLER, OTEL_BSP_*, ...). Export failures are logged at warn level.
-func startTracing(cfg Config, log *slog.Logger, getenv func(string) string) (*sdktrace.TracerProvider, error) {
-	ocfg, err := otlpConfigFromEnv(getenv, cfg.OTLPEndpoint)
-	if err != nil {
-		return nil, fmt.Errorf("OTLP exporter: %w", err)
+func startTracing(cfg Config, log *slog.Logger) *sdktrace.TracerProvider {
+	ocfg := cfg.otlp
+	if ocfg == nil { // a Config not built by loadConfig
+		ocfg = defaultOTLPConfig(cfg.OTLPEndpoint)
 	}
-	exp, err := newOTLPExporter(ocfg)
-	if err != nil {
-		return nil, fmt.Errorf("OTLP exporter: %w", err)
-	}
+	exp := newOTLPExporter(ocfg)
 	res, err := resource.New(context.Background(),
 		resource.WithAttributes(attribute.String("service.name", "telephone"), attribute.String("service.version", readBuildInfo().Version)),
 		resource.WithFromEnv(), resource.WithTelemetrySDK())
@@ -63,5 +58,5 @@ func startTracing(cfg Config, log *slog.Logger, getenv func(string) string) (*sd
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	log.Info("tracing to OpenTelemetry", slog.String("endpoint", exp.redactedURL()),
 		slog.Bool("gzip", ocfg.gzip), slog.Duration("timeout", ocfg.timeout))
-	return tp, nil
+	return tp
 }

@@ -455,14 +455,11 @@ func (c *testCollector) requests() []collectorRequest {
 // at the end of the test.
 func newTestExporter(t *testing.T, base string, env map[string]string) *otlpExporter {
 	t.Helper()
-	cfg, err := otlpConfigFromEnv(func(k string) string { return env[k] }, base)
-	if err != nil {
-		t.Fatal(err)
+	cfg, errs := otlpConfigFromEnv(mapLookup(env), base)
+	if len(errs) > 0 {
+		t.Fatal(errs)
 	}
-	e, err := newOTLPExporter(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newOTLPExporter(cfg)
 	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
 	return e
 }
@@ -523,70 +520,62 @@ func TestOTLPTracesEndpoint(t *testing.T) {
 	}
 }
 
+// mapLookup looks variables up in env, as if they came from the environment.
+func mapLookup(env map[string]string) func(string) (string, string) {
+	return func(k string) (string, string) {
+		if v := env[k]; v != "" {
+			return v, srcEnv
+		}
+		return "", ""
+	}
+}
+
 // TestOTLPConfigFromEnv: defaults, each variable, the TRACES_ form winning, and bad values as
 // errors that name the variable and never quote a header value.
 func TestOTLPConfigFromEnv(t *testing.T) {
 	t.Parallel()
-	cfg, err := otlpConfigFromEnv(func(string) string { return "" }, "https://c.example:4318/")
-	if err != nil || cfg.url != "https://c.example:4318/v1/traces" || cfg.timeout != 10*time.Second || cfg.gzip || cfg.headers != nil {
-		t.Errorf("defaults: %+v %v", cfg, err)
+	cfg, errs := otlpConfigFromEnv(mapLookup(nil), "https://c.example:4318/")
+	if len(errs) > 0 || cfg.url != "https://c.example:4318/v1/traces" || cfg.timeout != 10*time.Second || cfg.gzip || cfg.headers != nil || cfg.tls != nil {
+		t.Errorf("defaults: %+v %v", cfg, errs)
 	}
+	ca, cert, key := writePKI(t, t.TempDir())
 	env := map[string]string{
 		"OTEL_EXPORTER_OTLP_TIMEOUT": "abc", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "2500",
 		"OTEL_EXPORTER_OTLP_COMPRESSION": "GZIP",
-		"OTEL_EXPORTER_OTLP_CERTIFICATE": "generic.pem", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": "ca.pem",
-		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": "cert.pem", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": "key.pem",
+		"OTEL_EXPORTER_OTLP_CERTIFICATE": "/no/such/ca.pem", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": ca,
+		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": cert, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": key,
 		"OTEL_EXPORTER_OTLP_HEADERS": "a=1,,b=x%3Dy",
 	}
-	cfg, err = otlpConfigFromEnv(func(k string) string { return env[k] }, "http://c:4318")
-	if err != nil || cfg.timeout != 2500*time.Millisecond || !cfg.gzip || cfg.caFile != "ca.pem" || cfg.certFile != "cert.pem" ||
-		cfg.keyFile != "key.pem" || len(cfg.headers) != 2 || cfg.headers[1] != [2]string{"b", "x=y"} {
-		t.Errorf("variables: %+v %v", cfg, err)
+	cfg, errs = otlpConfigFromEnv(mapLookup(env), "http://c:4318")
+	if len(errs) > 0 || cfg.timeout != 2500*time.Millisecond || !cfg.gzip || cfg.tls == nil || cfg.tls.RootCAs == nil ||
+		len(cfg.tls.Certificates) != 1 || len(cfg.headers) != 2 || cfg.headers[1] != [2]string{"b", "x=y"} {
+		t.Errorf("variables: %+v %v", cfg, errs)
 	}
 	for _, tc := range []struct{ name, value, want string }{
-		{"OTEL_EXPORTER_OTLP_TIMEOUT", "10s", `OTEL_EXPORTER_OTLP_TIMEOUT: must be a whole number of milliseconds from 1 to 3600000, got "10s"`},
+		{"OTEL_EXPORTER_OTLP_TIMEOUT", "10s", `OTEL_EXPORTER_OTLP_TIMEOUT: must be a whole number of milliseconds from 1 to 3600000, got "10s" (from environment)`},
 		{"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0", `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: must be a whole number`},
 		{"OTEL_EXPORTER_OTLP_TIMEOUT", "-5", `from 1 to`},
-		{"OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", `OTEL_EXPORTER_OTLP_COMPRESSION: must be gzip or none, got "zstd"`},
+		{"OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", `OTEL_EXPORTER_OTLP_COMPRESSION: must be gzip or none, got "zstd" (from environment)`},
 		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "localhost:4318/v1/traces", `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: must be an http:// or https:// URL`},
 		{"OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret,token", `OTEL_EXPORTER_OTLP_HEADERS: entry 2 is not key=value`},
 		{"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "bad key=s3cret", `OTEL_EXPORTER_OTLP_TRACES_HEADERS: entry 1 is not key=value with a valid header name`},
 		{"OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%zz", `OTEL_EXPORTER_OTLP_HEADERS: the value of api-key (entry 1) is not a valid URL-encoded header value`},
 		{"OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%0Aevil", `the value of api-key (entry 1) is not a valid`},
 		{"OTEL_EXPORTER_OTLP_HEADERS", "é=s3cret", `entry 1 is not key=value`},
+		{"OTEL_EXPORTER_OTLP_CERTIFICATE", "/no/such/ca.pem", `OTEL_EXPORTER_OTLP_CERTIFICATE: transport: invalid TLS options: CA file: open /no/such/ca.pem`},
+		{"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", key, `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: transport: invalid TLS options: CA file`},
+		{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY must be set together`},
+		{"OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", key, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY must be set together`},
 	} {
-		_, err := otlpConfigFromEnv(func(k string) string {
-			if k == tc.name {
-				return tc.value
-			}
-			return ""
-		}, "http://c:4318")
-		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {
-			t.Errorf("%s=%q: error %v, want %q (and no secret)", tc.name, tc.value, err, tc.want)
+		_, errs := otlpConfigFromEnv(mapLookup(map[string]string{tc.name: tc.value}), "http://c:4318")
+		if got := errStrings(errs); len(got) != 1 || !strings.Contains(got[0], tc.want) || strings.Contains(got[0], "s3cret") {
+			t.Errorf("%s=%q: errors %q, want %q (and no secret)", tc.name, tc.value, got, tc.want)
 		}
 	}
-}
-
-// TestStartTracingBadEnvironment: a bad exporter variable stops tracing from starting, with
-// an error naming it; unusable TLS files too.
-func TestStartTracingBadEnvironment(t *testing.T) {
-	t.Parallel()
-	cfg := Config{OTLPEndpoint: "https://c.example:4318"}
-	for env, want := range map[string]string{
-		"OTEL_EXPORTER_OTLP_COMPRESSION=brotli":            "OTEL_EXPORTER_OTLP_COMPRESSION: must be gzip or none",
-		"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE=/no/ca.pem": "OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE, CLIENT_CERTIFICATE or CLIENT_KEY",
-		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=/no/c.pem":  "CLIENT_KEY",
-	} {
-		k, v, _ := strings.Cut(env, "=")
-		_, err := startTracing(cfg, discard, func(name string) string {
-			if name == k {
-				return v
-			}
-			return ""
-		})
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: error %v, want %q", env, err, want)
-		}
+	// A certificate file that is not a key pair.
+	_, errs = otlpConfigFromEnv(mapLookup(map[string]string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": cert, "OTEL_EXPORTER_OTLP_CLIENT_KEY": ca}), "http://c:4318")
+	if got := errStrings(errs); len(got) != 1 || !strings.HasPrefix(got[0], "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: transport: invalid TLS options") {
+		t.Errorf("bad key pair: %q", got)
 	}
 }
 

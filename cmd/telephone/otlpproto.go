@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// The OTLP trace request, encoded by hand with protowire: the generated OTLP types would bring
-// the protobuf runtime (and, through the SDK's exporter, gRPC) into the binary. Field numbers
+// The OTLP trace request, encoded by hand with protowire: the generated OTLP types (and the
+// SDK's exporter built on them, with gRPC) would add 3.3 MB to the binary. Field numbers
 // are those of opentelemetry-proto: collector/trace/v1/trace_service.proto,
 // trace/v1/trace.proto, common/v1/common.proto and resource/v1/resource.proto. Fields with
 // their zero value are left out, as proto3 encoders do.
