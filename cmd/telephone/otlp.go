@@ -294,10 +294,10 @@ func parseRetryAfter(v string) time.Duration {
 		return 0
 	}
 	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		return time.Duration(max(s, 0)) * time.Second
+		return time.Duration(min(max(s, 0), int(otlpMaxTimeout/time.Second))) * time.Second // longer is as good as never
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
+		return min(max(time.Until(t), 0), otlpMaxTimeout)
 	}
 	return 0
 }

@@ -658,6 +658,9 @@ func TestOTLPExporterRetries(t *testing.T) {
 		{name: "Retry-After date", statuses: []int{503}, dateIn: 5 * time.Second, attempts: 2, minWait: 4 * time.Second, maxWait: 5 * time.Second},
 		{name: "Retry-After past the timeout", statuses: []int{429}, header: http.Header{"Retry-After": {"60"}}, reply: "slow down",
 			wantErr: "collector answered 429 Too Many Requests: slow down (not retried: the export timeout ends before the 1m0s wait)", attempts: 1},
+		{name: "Retry-After overflowing", statuses: []int{503}, header: http.Header{"Retry-After": {"9223372036854775807"}},
+			wantErr: "(not retried: the export timeout ends before the 1h0m0s wait)", attempts: 1},
+		{name: "Retry-After unreadable", statuses: []int{503}, header: http.Header{"Retry-After": {"soon"}}, attempts: 2, minWait: 500 * time.Millisecond, maxWait: time.Second},
 		{name: "400 fails at once", statuses: []int{400}, reply: "bad\x00request " + strings.Repeat("x", 300),
 			wantErr: "/v1/traces: collector answered 400 Bad Request: bad request " + strings.Repeat("x", 188) + "…", attempts: 1},
 		{name: "protobuf status", statuses: []int{400}, header: http.Header{"Content-Type": {"application/x-protobuf"}}, reply: string(protoStatus),
@@ -760,4 +763,28 @@ func TestOTLPExporterShutdown(t *testing.T) {
 	if err := e.Shutdown(context.Background()); err != nil {
 		t.Errorf("second Shutdown: %v", err)
 	}
+}
+
+// BenchmarkOTLPEncode encodes a full batch (the SDK's default of 512 spans) of spans like the
+// CLI's: a server span with seven attributes and an event.
+func BenchmarkOTLPEncode(b *testing.B) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tr := tp.Tracer("github.com/verastack/telephone")
+	for range 512 {
+		_, s := tr.Start(context.Background(), "GET", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+			attribute.String("http.request.method", "GET"), attribute.String("url.path", "/some/path/here"),
+			attribute.String("server.address", "backend.internal"), attribute.Int("http.response.status_code", 200),
+			attribute.Int64("http.response.body.size", 1234), attribute.String("telephone.request_id", "0f8c2a7e-1d2b-4c3e-9f4a-5b6c7d8e9f00"),
+			attribute.Int("telephone.session", 1)))
+		s.AddEvent("queued")
+		s.End()
+	}
+	spans := rec.Ended()
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendTraceRequest(buf[:0], spans)
+	}
+	b.SetBytes(int64(len(buf)))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -202,13 +203,13 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	}
 	b = appendString(b, fSpanName, s.Name())
 	b = appendVarint(b, fSpanKind, uint64(spanKind(s.SpanKind())))
-	b = appendFixed64(b, fSpanStart, unixNano(s.StartTime().UnixNano()))
-	b = appendFixed64(b, fSpanEnd, unixNano(s.EndTime().UnixNano()))
+	b = appendFixed64(b, fSpanStart, unixNano(s.StartTime()))
+	b = appendFixed64(b, fSpanEnd, unixNano(s.EndTime()))
 	b = appendAttributes(b, fSpanAttributes, s.Attributes())
 	b = appendVarint(b, fSpanDroppedAttributes, uint64(max(s.DroppedAttributes(), 0)))
 	for _, e := range s.Events() {
 		b = appendMessage(b, fSpanEvents, func(b []byte) []byte {
-			b = appendFixed64(b, fEventTime, unixNano(e.Time.UnixNano()))
+			b = appendFixed64(b, fEventTime, unixNano(e.Time))
 			b = appendString(b, fEventName, e.Name)
 			b = appendAttributes(b, fEventAttributes, e.Attributes)
 			return appendVarint(b, fEventDroppedAttributes, uint64(max(e.DroppedAttributeCount, 0)))
@@ -263,8 +264,14 @@ func spanFlags(f trace.TraceFlags, remote bool) uint32 {
 	return flags
 }
 
-// unixNano turns a time before 1970 (the zero time.Time of a span never ended) into 0.
-func unixNano(ns int64) uint64 { return uint64(max(ns, 0)) }
+// unixNano returns t in nanoseconds since 1970, and 0 for a time before (such as the zero
+// time.Time of a span never ended, whose UnixNano overflows).
+func unixNano(t time.Time) uint64 {
+	if t.Before(time.Unix(0, 0)) {
+		return 0
+	}
+	return uint64(t.UnixNano())
+}
 
 // appendAttributes appends each attribute as a KeyValue in field num.
 func appendAttributes(b []byte, num protowire.Number, kvs []attribute.KeyValue) []byte {
