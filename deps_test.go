@@ -10,7 +10,8 @@ import (
 // cmd/telephone -> telephone -> {phoenix, transport, tokenstore, internal}; phoenix imports
 // neither net/http nor a WebSocket library; transport imports neither phoenix nor tokenstore;
 // telephonetest and tokenstore never import the root package; the root package imports the
-// OpenTelemetry API, never its SDK or an exporter.
+// OpenTelemetry API, never its SDK or an exporter; the CLI brings neither gRPC nor the OTLP
+// protobuf types.
 func TestImportRules(t *testing.T) {
 	t.Parallel()
 	const root = "github.com/verastack/telephone"
@@ -36,6 +37,10 @@ func TestImportRules(t *testing.T) {
 		// The library uses the OpenTelemetry API only; the program chooses the SDK and exporter.
 		{root, []string{root + "/cmd/telephone", root + "/telephonetest", "go.opentelemetry.io/otel/sdk/trace",
 			"go.opentelemetry.io/otel/exporters/otlp/otlptrace"}},
+		// The CLI's OTLP exporter encodes with protowire alone (cmd/telephone/otlp.go): gRPC and
+		// the generated OTLP types cost 3.5 MB of binary and as much RSS in every process.
+		{root + "/cmd/telephone", []string{"google.golang.org/grpc", "go.opentelemetry.io/proto/otlp/collector/trace/v1",
+			"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"}},
 	} {
 		got := deps(rule.pkg)
 		for _, f := range rule.forbidden {

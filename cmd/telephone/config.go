@@ -83,7 +83,8 @@ type Config struct {
 	InspectAddr   string // INSPECT_ADDR: the request inspector's listen address; "" is off
 	InspectUnmask bool   // INSPECT_UNMASK: show secret values on the inspector page
 
-	OTLPEndpoint string // OTEL_EXPORTER_OTLP_ENDPOINT: trace to this OTLP/HTTP collector; "" is off
+	OTLPEndpoint string      // OTEL_EXPORTER_OTLP_ENDPOINT: trace to this OTLP/HTTP collector; "" is off
+	otlp         *otlpConfig // the exporter's other OTEL_EXPORTER_OTLP_* variables, when tracing is on
 
 	EnvFile  string            // the --env file name (read only if it exists)
 	Warnings []string          // settings that were accepted but deserve a log line
@@ -143,6 +144,13 @@ func loadConfig(in configInput) (Config, []error) {
 		}
 	})
 	c, errs := buildConfig(vals, srcs)
+	if c.OTLPEndpoint != "" {
+		var otlpErrs []error
+		c.otlp, otlpErrs = otlpConfigFromEnv(func(name string) (string, string) {
+			return pickSource(in.Env, dotenv, *envFile, name)
+		}, c.OTLPEndpoint)
+		errs = append(errs, otlpErrs...)
+	}
 	c.EnvFile = *envFile
 	c.Warnings = append(c.Warnings, misspelt(in.Env, dotenv, *envFile)...)
 	if c.InstanceID == "" {
@@ -212,15 +220,7 @@ func dotenvProblem(b []byte, err error) string {
 // lower-case `token` variable is the original's fallback for TELEPHONE_TOKEN.
 func mergeSources(env, dotenv map[string]string, envFile string) (vals, srcs map[string]string) {
 	vals, srcs = map[string]string{}, map[string]string{}
-	pick := func(name string) (string, string) {
-		if v := env[name]; v != "" {
-			return v, srcEnv
-		}
-		if v := dotenv[name]; v != "" {
-			return v, envFile
-		}
-		return "", ""
-	}
+	pick := func(name string) (string, string) { return pickSource(env, dotenv, envFile, name) }
 	for _, s := range settings {
 		if v, src := pick(s.name); v != "" {
 			vals[s.name], srcs[s.name] = v, src
@@ -232,6 +232,18 @@ func mergeSources(env, dotenv map[string]string, envFile string) (vals, srcs map
 		}
 	}
 	return vals, srcs
+}
+
+// pickSource returns the value of the variable name, from the environment or else the .env
+// file, and where it came from.
+func pickSource(env, dotenv map[string]string, envFile, name string) (value, source string) {
+	if v := env[name]; v != "" {
+		return v, srcEnv
+	}
+	if v := dotenv[name]; v != "" {
+		return v, envFile
+	}
+	return "", ""
 }
 
 // buildConfig applies defaults, parses every setting and runs the cross-checks.

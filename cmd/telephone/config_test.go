@@ -208,6 +208,11 @@ func TestConfigValues(t *testing.T) {
 		{"tracing off by default", base(), nil, func(c Config) bool { return c.OTLPEndpoint == "" }},
 		{"tracing endpoint", base("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example:4318", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"), nil,
 			func(c Config) bool { return c.OTLPEndpoint == "https://otel.example:4318" }},
+		{"tracing exporter variables", base("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318", "OTEL_EXPORTER_OTLP_TIMEOUT", "500", "OTEL_EXPORTER_OTLP_HEADERS", "k=v"), nil,
+			func(c Config) bool {
+				return c.otlp != nil && c.otlp.url == "http://c:4318/v1/traces" && c.otlp.timeout == 500*time.Millisecond && len(c.otlp.headers) == 1
+			}},
+		{"exporter variables unread without tracing", base("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"), nil, func(c Config) bool { return c.otlp == nil }},
 		{"levels", base("LOG_LEVEL", "debug"), []string{"--log-level", "error"}, func(c Config) bool { return c.LogLevel == slog.LevelError }},
 		{"flag =form", base(), []string{"--backend-port=9000", "--env", ""}, func(c Config) bool { return c.BackendPort == 9000 && c.EnvFile == "" }},
 		{"empty flag keeps env", base("BACKEND_PORT", "9001"), []string{"--backend-port="}, func(c Config) bool { return c.BackendPort == 9001 }},
@@ -309,6 +314,9 @@ func TestConfigErrors(t *testing.T) {
 		{"ops port", base("OPS_ADDR", ":http"), nil, nil, []string{`OPS_ADDR: port not an integer: "http" (from environment)`}},
 		{"otlp endpoint", base("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318"), nil, nil, []string{`OTEL_EXPORTER_OTLP_ENDPOINT: must be an http:// or https:// URL such as http://localhost:4318, got "localhost:4318" (from environment)`}},
 		{"otlp protocol", base("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), nil, nil, []string{`OTEL_EXPORTER_OTLP_PROTOCOL: only http/protobuf is supported (an OTLP/HTTP collector, usually port 4318), got "grpc" (from environment)`}},
+		{"otlp exporter", base("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "5s"), map[string]string{".env": "OTEL_EXPORTER_OTLP_COMPRESSION=br\n"}, nil,
+			[]string{`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: must be a whole number of milliseconds from 1 to 3600000, got "5s" (from environment)`,
+				`OTEL_EXPORTER_OTLP_COMPRESSION: must be gzip or none, got "br" (from .env)`}},
 		{"inspect addr", base("INSPECT_ADDR", "localhost"), nil, nil, []string{`INSPECT_ADDR: must be host:port, :port or a port (e.g. 127.0.0.1:4040 or 4040), got "localhost" (from environment)`}},
 		{"inspect port", base(), nil, []string{"--inspect", ":99999"}, []string{`INSPECT_ADDR: port must be between 0 and 65535, got 99999 (from flag --inspect)`}},
 		{"shutdown", base("SHUTDOWN_TIMEOUT", "2h"), nil, nil, []string{"SHUTDOWN_TIMEOUT: must be between 100ms and 1h0m0s, got 2h0m0s (from environment)"}},

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,6 +114,23 @@ func newBackend(t *testing.T, h http.HandlerFunc) *httptest.Server {
 	b := httptest.NewServer(h)
 	t.Cleanup(b.Close)
 	return b
+}
+
+// blockingBackend returns a server whose handlers wait until their request is cancelled or the
+// test ends, and a channel closed when the first request arrives.
+func blockingBackend(t *testing.T) (*httptest.Server, <-chan struct{}) {
+	t.Helper()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(entered) })
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) }) // before the server closes: cleanups run last first
+	return b, entered
 }
 
 func okBackend(t *testing.T, text string) *httptest.Server {

@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
-	"strings"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -39,22 +36,17 @@ func setOTLPProtocol(_ *Config, v string) error {
 	return fmt.Errorf("only http/protobuf is supported (an OTLP/HTTP collector, usually port 4318), got %q", v)
 }
 
-// startTracing builds the OpenTelemetry SDK with an OTLP/HTTP exporter to cfg.OTLPEndpoint.
-// The SDK reads the other standard variables from the environment itself (OTEL_SERVICE_NAME,
-// OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+// startTracing builds the OpenTelemetry SDK with an OTLP/HTTP exporter (otlp.go) to
+// cfg.OTLPEndpoint, configured by the OTEL_EXPORTER_OTLP_* variables loadConfig read. The SDK
+// reads its own from the process environment (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
 // OTEL_TRACES_SAMPLER, OTEL_BSP_*, ...). Export failures are logged at warn level.
-func startTracing(cfg Config, log *slog.Logger) (*sdktrace.TracerProvider, error) {
-	ctx := context.Background()
-	var opts []otlptracehttp.Option
-	// The SDK reads the process environment itself; a traces endpoint there wins, as specified.
-	if os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
-		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(cfg.OTLPEndpoint, "/")+"/v1/traces"))
+func startTracing(cfg Config, log *slog.Logger) *sdktrace.TracerProvider {
+	ocfg := cfg.otlp
+	if ocfg == nil { // a Config not built by loadConfig
+		ocfg = defaultOTLPConfig(cfg.OTLPEndpoint)
 	}
-	exp, err := otlptracehttp.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("OTLP exporter: %w", err)
-	}
-	res, err := resource.New(ctx,
+	exp := newOTLPExporter(ocfg)
+	res, err := resource.New(context.Background(),
 		resource.WithAttributes(attribute.String("service.name", "telephone"), attribute.String("service.version", readBuildInfo().Version)),
 		resource.WithFromEnv(), resource.WithTelemetrySDK())
 	if err != nil {
@@ -64,6 +56,7 @@ func startTracing(cfg Config, log *slog.Logger) (*sdktrace.TracerProvider, error
 		log.Warn("OpenTelemetry export failed", slog.Any("error", err))
 	}))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	log.Info("tracing to OpenTelemetry", slog.String("endpoint", cfg.OTLPEndpoint))
-	return tp, nil
+	log.Info("tracing to OpenTelemetry", slog.String("endpoint", exp.redactedURL()),
+		slog.Bool("gzip", ocfg.gzip), slog.Duration("timeout", ocfg.timeout))
+	return tp
 }

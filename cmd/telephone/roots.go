@@ -38,7 +38,7 @@ func installFallbackRoots() {
 }
 
 // dialsTLS reports whether the configuration may open a TLS connection: to Plugboard or its
-// API, to the backend (HTTP or WebSocket), or to an OTLP collector (whose SDK also reads
+// API, to the backend (HTTP or WebSocket), or to an OTLP collector (whose exporter also reads
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, so any exporter counts).
 func (c Config) dialsTLS() bool {
 	tls := func(u string) bool {

@@ -117,12 +117,7 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 		opts = append(opts, telephone.WithObserver(insp.ins))
 	}
 	if cfg.OTLPEndpoint != "" {
-		tp, err := startTracing(cfg, log)
-		if err != nil {
-			log.Error("cannot start tracing", slog.Any("error", err))
-			r.abort()
-			return nil, exitFail
-		}
+		tp := startTracing(cfg, log)
 		r.tp = tp
 		opts = append(opts, telephone.WithTracerProvider(tp))
 	}

@@ -183,15 +183,7 @@ func TestRunnerReload(t *testing.T) {
 // TestRunForcedExit sends a second signal while a request is draining.
 func TestRunForcedExit(t *testing.T) {
 	t.Parallel()
-	entered, release := make(chan struct{}), make(chan struct{})
-	backend := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		close(entered)
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
-	t.Cleanup(func() { close(release) })
+	backend, entered := blockingBackend(t)
 	srv := newPlugboard(t)
 	env, tok := runEnv(t, srv, backend.URL, "LOG_FORMAT", "json")
 	tc := newTestCLI(env, nil)

@@ -90,7 +90,7 @@ var settings = []setting{
 	{name: "LOG_FORMAT", flag: "log-format", def: "auto", help: "text, json or auto (text on a terminal, else JSON); NO_COLOR turns colours off", set: setLogFormat},
 	{name: "ACCESS_LOG", flag: "access-log", def: "false", help: "log one info line per request: method, path, status, duration, bytes", set: setAccessLog},
 	{name: "INSPECT_ADDR", flag: "inspect", help: "serve the request inspector page on this address (a port alone binds to 127.0.0.1)", set: setInspectAddr},
-	{name: "OTEL_EXPORTER_OTLP_ENDPOINT", flag: "otel-exporter-otlp-endpoint", help: "OTLP/HTTP collector URL (e.g. http://localhost:4318): trace every request with OpenTelemetry; the SDK reads the other OTEL_* variables", set: setOTLPEndpoint},
+	{name: "OTEL_EXPORTER_OTLP_ENDPOINT", flag: "otel-exporter-otlp-endpoint", help: "OTLP/HTTP collector URL (e.g. http://localhost:4318): trace every request with OpenTelemetry; the other OTEL_EXPORTER_OTLP_* variables configure the exporter, the SDK reads its own", set: setOTLPEndpoint},
 	{name: "OTEL_EXPORTER_OTLP_PROTOCOL", flag: "otel-exporter-otlp-protocol", def: "http/protobuf", help: "OTLP protocol: only http/protobuf", set: setOTLPProtocol},
 	{name: "INSPECT_UNMASK", flag: "inspect-unmask", def: "false", help: "show Authorization, cookie and token values on the inspector page instead of masking them", set: setInspectUnmask},
 }
