@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The telephone CLI in a FROM scratch image: a static binary, CA roots compiled in
-# (golang.org/x/crypto/x509roots/fallback), a non-root user, nothing else.
+# (golang.org/x/crypto/x509roots/fallback/bundle, used when the configuration dials TLS and the
+# system has no roots: cmd/telephone/roots.go), a non-root user, nothing else.
 #
 #   docker build --build-arg VERSION=$(git describe --tags) --build-arg COMMIT=$(git rev-parse HEAD) -t telephone .
 #   docker run --rm -e PLUGBOARD_URL=wss://... -e TELEPHONE_TOKEN=... -e BACKEND_URL=http://backend:8080 telephone
