@@ -167,12 +167,12 @@ func (s *session) admit(payload json.RawMessage) bool {
 	if errors.As(err, &br) {
 		log.Warn("invalid proxy_req", slog.String("reason", br.Reason))
 		c.m.Rejected("invalid")
-		s.reply(pr.RequestID, errorResponse(http.StatusBadRequest, "Bad Request: "+br.Reason))
+		s.refuse(pr, errorResponse(http.StatusBadRequest, "Bad Request: "+br.Reason))
 		return false
 	}
 	if s.refusing.Load() || !c.acquire() {
 		c.m.Rejected("shutdown")
-		s.reply(pr.RequestID, errorResponse(http.StatusServiceUnavailable, "Service Unavailable: telephone is shutting down"))
+		s.refuse(pr, errorResponse(http.StatusServiceUnavailable, "Service Unavailable: telephone is shutting down"))
 		return false
 	}
 	ticket, rej := c.guard.admit(pr.RequestID, int64(len(pr.Body)))
@@ -181,7 +181,7 @@ func (s *session) admit(payload json.RawMessage) bool {
 		if rej.res != nil {
 			// Debug, not Warn: a flood must not become a log flood; metrics and Status count them.
 			log.Debug("request rejected", slog.String("reason", rej.reason))
-			s.reply(pr.RequestID, rej.res)
+			s.refuse(pr, rej.res)
 		}
 		return false
 	}
@@ -193,7 +193,7 @@ func (s *session) admit(payload json.RawMessage) bool {
 		c.release()
 		c.m.Rejected("memory")
 		log.Debug("request rejected", slog.String("reason", "memory"))
-		s.reply(pr.RequestID, res)
+		s.refuse(pr, res)
 		return false
 	}
 	s.workers.Go(func() {
@@ -204,6 +204,16 @@ func (s *session) admit(payload json.RawMessage) bool {
 		s.serveRequest(pr, ticket, log)
 	})
 	return true
+}
+
+// refuse answers a request refused before it reached a worker, and shows it to the observer
+// with its answer.
+func (s *session) refuse(pr *proxyReq, res *response) {
+	observed := s.c.observeRequest(s, pr, time.Now())
+	s.reply(pr.RequestID, res)
+	if observed != nil {
+		observed(res)
+	}
 }
 
 // done counts one request of the session answered, signalling idle when none is left.

@@ -16,9 +16,10 @@ import (
 // With no observer (the default) the forwarding path pays one nil check per request.
 type Observer interface {
 	// ObserveRequest is called when a forwarded request has been admitted, before the backend
-	// sees it. The function it returns (nil is allowed) is called exactly once, with the
-	// response sent back to Plugboard: the backend's, or the error the telephone answered
-	// (504 at the deadline, 502, 503 after waiting for a slot).
+	// sees it, or when it was refused at admission. The function it returns (nil is allowed)
+	// is called exactly once, with the response sent back to Plugboard: the backend's, or the
+	// error the telephone answered (504 at the deadline, 502, 503 after waiting for a slot; for
+	// a refusal its 400, 429 or 503, the backend never having seen the request).
 	ObserveRequest(req *ObservedRequest) func(res *ObservedResponse)
 	// ObserveWebSocket is called when a proxied WebSocket has been opened to the backend. The
 	// function it returns (nil is allowed) is called exactly once, when the connection has

@@ -177,3 +177,35 @@ func TestObserverNamesTheSession(t *testing.T) {
 		t.Errorf("requests per session %v, want both of 0 and 1", seen)
 	}
 }
+
+// TestObserverSeesRefusals: a request refused at admission (here over the rate limit) is
+// observed too, with the 429 it got; the backend never saw it.
+func TestObserverSeesRefusals(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	var served sync.WaitGroup
+	served.Add(1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Done() })
+	tn := startTunnel(t, nil, telephone.WithHandler(h), telephone.WithObserver(rec), telephone.WithRateLimit(0.001, 1))
+	if res, _ := tn.do("GET", "/first", nil); res.StatusCode != 200 {
+		t.Fatalf("first: %d", res.StatusCode)
+	}
+	served.Wait()
+	if res, _ := tn.do("GET", "/second?q=1", nil, "X-Custom", "v"); res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second: %d, want 429", res.StatusCode)
+	}
+	rec.wait(t)
+	rec.wait(t)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.reqs) != 2 {
+		t.Fatalf("%d requests observed, want 2", len(rec.reqs))
+	}
+	refused := rec.reqs[1]
+	if refused.Path != "/second" || refused.Query != "q=1" || refused.Header.Get("X-Custom") != "v" {
+		t.Errorf("observed refusal %+v", refused)
+	}
+	if got := rec.resps[refused.ID]; got == nil || got.Status != http.StatusTooManyRequests || got.Body == "" {
+		t.Errorf("observed answer to the refusal %+v", got)
+	}
+}
