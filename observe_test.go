@@ -50,6 +50,21 @@ func (r *recorder) ObserveWebSocket(ws *telephone.ObservedWebSocket) func(*telep
 	}
 }
 
+// observed waits for n ends, then returns the requests observed (there must be n) and the
+// responses, holding r.mu until the returned unlock is called.
+func (r *recorder) observed(t *testing.T, n int) (reqs []*telephone.ObservedRequest, resps map[string]*telephone.ObservedResponse, unlock func()) {
+	t.Helper()
+	for range n {
+		r.wait(t)
+	}
+	r.mu.Lock()
+	if len(r.reqs) != n {
+		r.mu.Unlock()
+		t.Fatalf("%d requests observed, want %d", len(r.reqs), n)
+	}
+	return r.reqs, r.resps, r.mu.Unlock
+}
+
 func (r *recorder) wait(t *testing.T) {
 	t.Helper()
 	select {
@@ -67,18 +82,14 @@ func TestObserverSeesRequestsAndResponses(t *testing.T) {
 	if res.StatusCode != 200 || body != "ping" {
 		t.Fatalf("%d %q", res.StatusCode, body)
 	}
-	rec.wait(t)
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.reqs) != 1 {
-		t.Fatalf("%d requests observed", len(rec.reqs))
-	}
-	req := rec.reqs[0]
+	reqs, resps, unlock := rec.observed(t, 1)
+	defer unlock()
+	req := reqs[0]
 	if req.Method != "POST" || req.Path != "/echo/a" || req.Query != "x=1" || req.Body != "ping" ||
 		req.Header.Get("X-Custom") != "v" || req.Header.Get("Authorization") != "Bearer s" || req.ID == "" || req.Start.IsZero() {
 		t.Errorf("observed request %+v", req)
 	}
-	got := rec.resps[req.ID]
+	got := resps[req.ID]
 	if got == nil || got.Status != 200 || got.Body != "ping" || got.Header.Get("X-Got-Custom") != "v" || got.Duration <= 0 {
 		t.Errorf("observed response %+v", got)
 	}
@@ -194,18 +205,13 @@ func TestObserverSeesRefusals(t *testing.T) {
 	if res, _ := tn.do("GET", "/second?q=1", nil, "X-Custom", "v"); res.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("second: %d, want 429", res.StatusCode)
 	}
-	rec.wait(t)
-	rec.wait(t)
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.reqs) != 2 {
-		t.Fatalf("%d requests observed, want 2", len(rec.reqs))
-	}
-	refused := rec.reqs[1]
+	reqs, resps, unlock := rec.observed(t, 2)
+	defer unlock()
+	refused := reqs[1]
 	if refused.Path != "/second" || refused.Query != "q=1" || refused.Header.Get("X-Custom") != "v" {
 		t.Errorf("observed refusal %+v", refused)
 	}
-	if got := rec.resps[refused.ID]; got == nil || got.Status != http.StatusTooManyRequests || got.Body == "" {
+	if got := resps[refused.ID]; got == nil || got.Status != http.StatusTooManyRequests || got.Body == "" {
 		t.Errorf("observed answer to the refusal %+v", got)
 	}
 }
