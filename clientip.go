@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/verastack/telephone/internal/httptoken"
 )
 
 // Forwarding-header policy. telephone is one proxy hop, and its peer is Plugboard, which adds
@@ -38,7 +40,7 @@ var clientForwardingHeaders = []string{"X-Forwarded-For", "X-Real-Ip", "Forwarde
 // X-Forwarded-For and X-Real-Ip from Plugboard, so other headers apply to HTTP requests only.
 func WithClientIPHeader(name string, trustedHops int) Option {
 	return func(o *options) error {
-		if !validHeaderName(name) {
+		if !httptoken.Valid(name) {
 			return optErr("WithClientIPHeader", "invalid header name %q", name)
 		}
 		if trustedHops < 1 {

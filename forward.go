@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/verastack/telephone/internal/httptoken"
 )
 
 // proxyReq is the proxy_req payload (docs/PROTOCOL.md §3.3).
@@ -103,7 +105,7 @@ func badFields(fieldsErr error, headers json.RawMessage) error {
 func (pr *proxyReq) parseHeaders() error {
 	pr.header = make(http.Header, len(pr.Headers))
 	for name, value := range pr.Headers {
-		if !validHeaderName(name) {
+		if !httptoken.Valid(name) {
 			return &badRequest{"invalid header name"}
 		}
 		if strings.ContainsAny(value, "\r\n\x00") {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/verastack/telephone/internal/httptoken"
 	"github.com/verastack/telephone/internal/inproc"
 )
 
@@ -78,7 +80,7 @@ func (t *wsTarget) parseHeaders(raw json.RawMessage) {
 func subprotocols(v string) []string {
 	var out []string
 	for p := range strings.SplitSeq(v, ",") {
-		if p = strings.TrimSpace(p); p != "" && validHeaderName(p) {
+		if p = strings.TrimSpace(p); p != "" && httptoken.Valid(p) {
 			out = append(out, p)
 		}
 	}

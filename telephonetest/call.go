@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/verastack/telephone/internal/httptoken"
 )
 
 // pendingCall is one HTTP caller waiting for its proxy_res. Exactly one
@@ -400,24 +402,10 @@ func setResponseHeader(h http.Header, name, value string) {
 	case "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade":
 		return
 	}
-	if !validHeaderName(lower) || strings.ContainsAny(value, "\r\n\x00") {
+	if !httptoken.Valid(lower) || strings.ContainsAny(value, "\r\n\x00") {
 		return
 	}
 	h.Set(lower, value)
-}
-
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func bodyAllowed(status int) bool {

@@ -22,6 +22,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/verastack/telephone/internal/httptoken"
 	"github.com/verastack/telephone/transport"
 )
 
@@ -147,7 +148,7 @@ func parseOTLPHeaders(s string) ([][2]string, error) {
 		}
 		k, v, ok := strings.Cut(entry, "=")
 		k = strings.TrimSpace(k)
-		if !ok || !validHeaderName(k) {
+		if !ok || !httptoken.Valid(k) {
 			return nil, fmt.Errorf("entry %d is not key=value with a valid header name (the list is comma-separated key=value pairs)", i+1)
 		}
 		val, err := url.PathUnescape(strings.TrimSpace(v))
@@ -157,19 +158,6 @@ func parseOTLPHeaders(s string) ([][2]string, error) {
 		out = append(out, [2]string{k, val})
 	}
 	return out, nil
-}
-
-// validHeaderName reports whether k is an HTTP token (RFC 9110, 5.6.2).
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for _, r := range k {
-		if r >= utf8.RuneSelf || !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 // newOTLPExporter returns an exporter for cfg.
