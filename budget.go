@@ -66,24 +66,21 @@ func (b *budget) release(n int64) {
 // budgetShare is the budget a response's escaped body holds once the handler is done. The
 // body's chunks may wait in the socket's outbound queue after the response was handed over,
 // so the share is given back as the socket writes them (give, once per chunk), or at once
-// when the body will not be written (releaseAll). A nil *budgetShare holds nothing.
+// when the body will not be written (releaseAll). The zero budgetShare holds nothing.
 type budgetShare struct {
 	b    *budget
 	left atomic.Int64
 }
 
-func newBudgetShare(b *budget, n int64) *budgetShare {
-	if b == nil || n <= 0 {
-		return nil
-	}
-	s := &budgetShare{b: b}
+// hold makes s the share of n bytes taken from b.
+func (s *budgetShare) hold(b *budget, n int64) {
+	s.b = b
 	s.left.Store(n)
-	return s
 }
 
 // give releases up to n bytes of the share.
 func (s *budgetShare) give(n int64) {
-	if s == nil || n <= 0 {
+	if s.b == nil || n <= 0 {
 		return
 	}
 	for {
@@ -100,8 +97,4 @@ func (s *budgetShare) give(n int64) {
 }
 
 // releaseAll releases what is left of the share.
-func (s *budgetShare) releaseAll() {
-	if s != nil {
-		s.give(s.left.Load())
-	}
-}
+func (s *budgetShare) releaseAll() { s.give(s.left.Load()) }

@@ -177,9 +177,10 @@ func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metri
 	if status == 0 {
 		status = http.StatusOK
 	}
-	share := newBudgetShare(w.budget, w.charged)
+	res := &response{status: status, header: w.header, esc: &w.body, log: log, m: m}
+	res.share.hold(w.budget, w.charged)
 	w.charged = 0
-	return &response{status: status, header: w.header, esc: &w.body, share: share, log: log, m: m}
+	return res
 }
 
 // response is what goes back to Plugboard in a proxy_res: a body telephone wrote itself
@@ -189,8 +190,8 @@ type response struct {
 	header  http.Header
 	body    string
 	esc     *escapedBody
-	share   *budgetShare // the memory budget esc holds, given back as it is written
-	headers []byte       // wireHeaders as JSON, once encoder ran
+	share   budgetShare // the memory budget esc holds, given back as it is written
+	headers []byte      // wireHeaders as JSON, once encoder ran
 	log     *slog.Logger
 	m       *metrics.Metrics
 }
@@ -240,7 +241,7 @@ func (r *response) send(ctx context.Context, ch *phoenix.Channel, requestID stri
 	chunks := r.esc.take()
 	parts := append(append(append(make([][]byte, 0, len(chunks)+2), head), chunks...), tail)
 	clear(chunks)
-	share := r.share
+	share := &r.share
 	return ch.SendParts(ctx, "proxy_res", parts, func(p []byte) {
 		n := len(p)
 		putChunk(p)
