@@ -19,6 +19,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// newPlugboard starts an in-memory Plugboard for the test and mints a token for a new path.
+func newPlugboard(t *testing.T) (*telephonetest.Server, telephonetest.Token) {
+	t.Helper()
+	plugboard := telephonetest.NewServer()
+	t.Cleanup(plugboard.Close)
+	tok, err := plugboard.Mint("", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plugboard, tok
+}
+
 // startRun runs the program's run against plugboardURL until ctx ends: addr gives the local
 // listener's address once it listens, done run's result.
 func startRun(ctx context.Context, plugboardURL, token string) (addr <-chan string, done <-chan error) {
@@ -33,12 +45,7 @@ func startRun(ctx context.Context, plugboardURL, token string) (addr <-chan stri
 // TestEmbedded runs the example against an in-memory Plugboard: one request through the
 // tunnel, /healthz on the local listener, and a clean stop when the context ends.
 func TestEmbedded(t *testing.T) {
-	plugboard := telephonetest.NewServer()
-	defer plugboard.Close()
-	tok, err := plugboard.Mint("", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plugboard, tok := newPlugboard(t)
 	ctx, stop := context.WithCancel(context.Background())
 	addr, done := startRun(ctx, plugboard.SocketURL(), tok.Token)
 	local := "http://" + <-addr
@@ -77,12 +84,7 @@ func get(t *testing.T, url string) (int, string) {
 // TestMainProgram runs main as the program runs: configured by the environment, stopped by
 // SIGTERM. A Plugboard that cannot be reached first: /healthz answers 503.
 func TestMainProgram(t *testing.T) {
-	plugboard := telephonetest.NewServer()
-	defer plugboard.Close()
-	tok, err := plugboard.Mint("", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plugboard, tok := newPlugboard(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -120,12 +122,7 @@ func TestHealthzBeforeJoin(t *testing.T) {
 	}
 	dead := "ws://" + l.Addr().String() + "/telephone/websocket"
 	l.Close() // connections are refused: the tunnel keeps retrying
-	plugboard := telephonetest.NewServer()
-	defer plugboard.Close()
-	tok, err := plugboard.Mint("", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tok := newPlugboard(t)
 	ctx, stop := context.WithCancel(context.Background())
 	addr, done := startRun(ctx, dead, tok.Token)
 	if code, body := get(t, "http://"+<-addr+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"joined":false`) {
@@ -143,12 +140,7 @@ func TestHealthzBeforeJoin(t *testing.T) {
 // TestStopBeforeRunStarts stops the program before the tunnel's Run has begun (a SIGTERM at
 // start-up): Shutdown comes first, Run answers ErrClientClosed, and that is a clean stop.
 func TestStopBeforeRunStarts(t *testing.T) {
-	plugboard := telephonetest.NewServer()
-	defer plugboard.Close()
-	tok, err := plugboard.Mint("", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plugboard, tok := newPlugboard(t)
 	ctx, stop := context.WithCancel(context.Background())
 	stop()
 	if err := run(ctx, config{PlugboardURL: plugboard.SocketURL(), Token: tok.Token, ListenAddr: "127.0.0.1:0"},

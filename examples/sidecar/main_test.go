@@ -40,6 +40,18 @@ func (e *env) set(k, v string)     { e.mu.Lock(); defer e.mu.Unlock(); e.m[k] = 
 
 func (e *env) load() (func(string) string, error) { return e.get, nil }
 
+// newPlugboard starts an in-memory Plugboard for the test and mints a token for a new path.
+func newPlugboard(t *testing.T, opts ...telephonetest.Option) (*telephonetest.Server, telephonetest.Token) {
+	t.Helper()
+	plugboard := telephonetest.NewServer(opts...)
+	t.Cleanup(plugboard.Close)
+	tok, err := plugboard.Mint("", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plugboard, tok
+}
+
 func backend(t *testing.T, text string) *httptest.Server {
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, text) }))
 	t.Cleanup(b.Close)
@@ -49,12 +61,7 @@ func backend(t *testing.T, text string) *httptest.Server {
 // TestSidecar runs the example against an in-memory Plugboard: a request reaches the backend,
 // SIGHUP switches the backend without a reconnect, metrics are served, and the token is stored.
 func TestSidecar(t *testing.T) {
-	plugboard := telephonetest.NewServer(telephonetest.WithSecret(plugboardSecret))
-	defer plugboard.Close()
-	tok, err := plugboard.Mint("", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plugboard, tok := newPlugboard(t, telephonetest.WithSecret(plugboardSecret))
 	db := filepath.Join(t.TempDir(), "telephone.db")
 	e := &env{m: map[string]string{
 		"PLUGBOARD_URL": plugboard.SocketURL(), "TELEPHONE_TOKEN": tok.Token, "PLUGBOARD_SECRET_KEY_BASE": plugboardSecret,
@@ -174,12 +181,7 @@ func TestEnvLoader(t *testing.T) {
 // TestMainProgram runs main as the program runs: configured by the environment, stopped by
 // SIGTERM.
 func TestMainProgram(t *testing.T) {
-	plugboard := telephonetest.NewServer(telephonetest.WithSecret(plugboardSecret))
-	defer plugboard.Close()
-	tok, err := plugboard.Mint("", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plugboard, tok := newPlugboard(t, telephonetest.WithSecret(plugboardSecret))
 	for k, v := range map[string]string{
 		"PLUGBOARD_URL": plugboard.SocketURL(), "TELEPHONE_TOKEN": tok.Token, "PLUGBOARD_SECRET_KEY_BASE": plugboardSecret,
 		"SECRET_KEY_BASE": storeSecret, "TOKEN_DB_PATH": filepath.Join(t.TempDir(), "t.db"), "METRICS_ADDR": "127.0.0.1:0",
@@ -209,7 +211,8 @@ func TestMainProgram(t *testing.T) {
 
 // TestReloadRefused: a reload with a bad value changes nothing and says why.
 func TestReloadRefused(t *testing.T) {
-	c, err := telephone.New("ws://127.0.0.1:1/telephone/websocket", telephone.WithToken(shapedTokenForTest(t)),
+	_, tok := newPlugboard(t) // a token New accepts (Run is never called)
+	c, err := telephone.New("ws://127.0.0.1:1/telephone/websocket", telephone.WithToken(tok.Token),
 		telephone.WithBackendURL("http://127.0.0.1:1"))
 	if err != nil {
 		t.Fatal(err)
@@ -225,15 +228,4 @@ func TestReloadRefused(t *testing.T) {
 	if err := reloadFrom(c, failing, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("an unreadable configuration must be an error")
 	}
-}
-
-// shapedTokenForTest mints a token New accepts (Run is never called).
-func shapedTokenForTest(t *testing.T) string {
-	plugboard := telephonetest.NewServer()
-	defer plugboard.Close()
-	tok, err := plugboard.Mint("", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok.Token
 }
