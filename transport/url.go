@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/verastack/telephone/internal/secretkey"
 )
 
 // protocolVersion is the Phoenix serializer version telephone speaks (V2).
@@ -90,7 +92,7 @@ func tokenValues(rawURL string) []string {
 }
 
 // Redact returns rawURL with the value of every token-like query parameter
-// (see isSecretKey: token, access_token, api_key, X-Amz-Signature, ...)
+// (see internal/secretkey: token, access_token, api_key, X-Amz-Signature, ...)
 // replaced by "REDACTED" and any userinfo password replaced likewise, for
 // logs and error messages. Parameter keys are compared after unescaping and
 // ignoring case, so "Token" and "tok%65n" are redacted too. A string that
@@ -157,32 +159,13 @@ func redactQuery(q string) string {
 		} else {
 			q = ""
 		}
-		if key, _, ok := strings.Cut(part, "="); ok && isSecretKey(key) {
+		if key, _, ok := strings.Cut(part, "="); ok && secretkey.Is(key) {
 			part = key + "=" + redacted
 		}
 		b.WriteString(part)
 		b.WriteString(sep)
 	}
 	return b.String()
-}
-
-// secretKeyParts are the key fragments that make a query parameter token-like.
-var secretKeyParts = []string{"token", "secret", "passw", "pwd", "key", "sig", "auth", "jwt", "session", "credential"}
-
-// isSecretKey reports whether a raw query key looks like it carries a secret: the token
-// parameter, and any key containing one of secretKeyParts. Redacting a harmless parameter
-// costs nothing; showing a secret one in a log does.
-func isSecretKey(key string) bool {
-	if k, err := url.QueryUnescape(key); err == nil {
-		key = k
-	}
-	key = strings.ToLower(key)
-	for _, part := range secretKeyParts {
-		if strings.Contains(key, part) {
-			return true
-		}
-	}
-	return false
 }
 
 // isTokenKey reports whether a raw query key names the token parameter.

@@ -99,9 +99,10 @@ func TestMasking(t *testing.T) {
 		t.Errorf("ShowSecrets: %+v", l[1])
 	}
 	for q, want := range map[string]string{
-		"a=1&token=abc&access_token=x&API_KEY=k&x": "a=1&token=" + masked + "&access_token=" + masked + "&API_KEY=" + masked + "&x",
-		"my%5Fsecret=1&page=2":                     "my%5Fsecret=" + masked + "&page=2",
-		"password":                                 "password",
+		"a=1&token=abc&access_token=x&API_KEY=k&x":  "a=1&token=" + masked + "&access_token=" + masked + "&API_KEY=" + masked + "&x",
+		"my%5Fsecret=1&page=2":                      "my%5Fsecret=" + masked + "&page=2",
+		"password":                                  "password",
+		"private_key=1&x-api-key=2&sessionid=3&q=4": "private_key=" + masked + "&x-api-key=" + masked + "&sessionid=" + masked + "&q=4",
 	} {
 		if got := maskQuery(q, false); got != want {
 			t.Errorf("maskQuery(%q) = %q, want %q", q, got, want)
@@ -331,7 +332,7 @@ func TestReplayFailuresAreReported(t *testing.T) {
 func TestWebSocketEntries(t *testing.T) {
 	t.Parallel()
 	in := New(Options{})
-	done := in.ObserveWebSocket(&telephone.ObservedWebSocket{ID: "c", URL: "ws://127.0.0.1:1/chat?room=1", Protocol: "v1",
+	done := in.ObserveWebSocket(&telephone.ObservedWebSocket{ID: "c", URL: "ws://127.0.0.1:1/chat?room=1&token=s3cret", Protocol: "v1",
 		Header: http.Header{"Cookie": {"sid=1"}}, Start: time.Now()})
 	done(&telephone.ObservedWebSocketEnd{Code: 1000, Reason: "bye", FramesIn: 2, BytesIn: 10, FramesOut: 3, BytesOut: 30})
 	srv := httptest.NewServer(in.Handler())
@@ -340,7 +341,7 @@ func TestWebSocketEntries(t *testing.T) {
 	if code := getJSON(t, srv.URL+"/entries/1", &d); code != 200 {
 		t.Fatal(code)
 	}
-	if d.Kind != "ws" || d.Target != "/chat?room=1" || d.Status != 1000 || d.ReqSize != 10 || d.RespSize != 30 ||
+	if d.Kind != "ws" || d.Target != "/chat?room=1&token="+masked || d.WSURL != "ws://127.0.0.1:1/chat?room=1&token="+masked || d.Status != 1000 || d.ReqSize != 10 || d.RespSize != 30 ||
 		d.FramesOut != 3 || d.WSReason != "bye" || d.Replayable == "" || d.ReqHeader[0].Value != "sid="+masked {
 		t.Errorf("ws details %+v", d)
 	}

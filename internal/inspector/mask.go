@@ -3,11 +3,11 @@ package inspector
 import (
 	"encoding/hex"
 	"net/http"
-	"net/url"
-	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/verastack/telephone/internal/secretkey"
 )
 
 // masked replaces a secret value on the page.
@@ -19,23 +19,6 @@ var secretHeaders = map[string]bool{
 	"X-Api-Key": true, "X-Auth-Token": true, "X-Csrf-Token": true, "X-Xsrf-Token": true,
 }
 
-// secretParams are query parameter names (lower case) whose values are masked; a name that
-// contains "token", "secret", "password" or "signature" is masked too.
-var secretParams = []string{"key", "apikey", "api_key", "auth", "code", "sig", "jwt", "session", "sid", "pass", "pwd", "access_key", "client_secret"}
-
-func secretParam(name string) bool {
-	n := strings.ToLower(name)
-	if slices.Contains(secretParams, n) {
-		return true
-	}
-	for _, part := range []string{"token", "secret", "password", "signature", "credential"} {
-		if strings.Contains(n, part) {
-			return true
-		}
-	}
-	return false
-}
-
 // maskQuery masks the values of token-like parameters, keeping the rest of the query as sent.
 func maskQuery(q string, show bool) string {
 	if show || q == "" {
@@ -44,14 +27,20 @@ func maskQuery(q string, show bool) string {
 	parts := strings.Split(q, "&")
 	for i, p := range parts {
 		name, _, hasValue := strings.Cut(p, "=")
-		if dec, err := url.QueryUnescape(name); err == nil {
-			name = dec
-		}
-		if hasValue && secretParam(name) {
+		if hasValue && secretkey.Is(name) {
 			parts[i] = p[:strings.IndexByte(p, '=')+1] + masked
 		}
 	}
 	return strings.Join(parts, "&")
+}
+
+// maskURL masks the values of token-like parameters in a URL's query.
+func maskURL(raw string, show bool) string {
+	base, q, ok := strings.Cut(raw, "?")
+	if !ok || show {
+		return raw
+	}
+	return base + "?" + maskQuery(q, false)
 }
 
 // maskValue masks one header value: Authorization keeps its scheme, cookies keep their names.

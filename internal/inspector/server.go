@@ -214,7 +214,7 @@ func (in *Inspector) serveEntry(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(in.summaryLocked(e), &d.summary)
 	show := in.opt.ShowSecrets
 	d.Host, d.ReqHeader, d.RespHeader = e.host, showHeaders(e.reqHeader, show), showHeaders(e.respHeader, show)
-	d.WSURL, d.WSProtocol, d.WSReason = e.wsURL, e.wsProtocol, e.wsReason
+	d.WSURL, d.WSProtocol, d.WSReason = maskURL(e.wsURL, show), e.wsProtocol, e.wsReason
 	d.FramesIn, d.FramesOut = e.framesIn, e.framesOut
 	if e.kind == "http" {
 		rb := showBody(e.reqBody)

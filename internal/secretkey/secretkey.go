@@ -1,0 +1,34 @@
+// Package secretkey is the one rule for which query parameters carry secrets: transport.Redact
+// applies it to URLs in logs, the request inspector to the queries it shows.
+package secretkey
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// parts make a parameter name secret wherever they appear in it.
+var parts = []string{"token", "secret", "passw", "pwd", "key", "sig", "auth", "jwt", "session", "credential"}
+
+// names are secret only as whole names (as parts they would catch harmless names).
+var names = []string{"code", "sid", "pass"}
+
+// Is reports whether a raw (possibly percent-encoded) query parameter name looks like it
+// carries a secret: token, access_token, api_key, X-Amz-Signature, sessionid, code, ...
+// Hiding a harmless parameter costs nothing; showing a secret one does.
+func Is(name string) bool {
+	if n, err := url.QueryUnescape(name); err == nil {
+		name = n
+	}
+	name = strings.ToLower(strings.TrimSpace(name))
+	if slices.Contains(names, name) {
+		return true
+	}
+	for _, p := range parts {
+		if strings.Contains(name, p) {
+			return true
+		}
+	}
+	return false
+}
