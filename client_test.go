@@ -631,3 +631,39 @@ func TestShutdownBeforeRun(t *testing.T) {
 		t.Fatal("status not draining")
 	}
 }
+
+// TestRunReturnsNilWhenItsContextEnds: a deadline or a cancellation with a cause of the
+// caller's is not an error of Run's (it stops as asked).
+func TestRunReturnsNilWhenItsContextEnds(t *testing.T) {
+	t.Parallel()
+	srv := telephonetest.NewServer()
+	defer srv.Close()
+	tok, err := srv.Mint(telephonetest.NewPathID(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ctx := range map[string]func() (context.Context, func()){
+		"deadline": func() (context.Context, func()) {
+			return context.WithTimeout(context.Background(), 300*time.Millisecond)
+		},
+		"cancelled with a cause": func() (context.Context, func()) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			time.AfterFunc(300*time.Millisecond, func() { cancel(errors.New("the caller's reason")) })
+			return ctx, func() { cancel(nil) }
+		},
+	} {
+		c, err := telephone.New(srv.SocketURL(), telephone.WithToken(tok.Token), telephone.WithHandler(http.NotFoundHandler()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := ctx()
+		err = c.Run(runCtx)
+		cancel()
+		if err != nil {
+			t.Errorf("%s: Run = %v, want nil", name, err)
+		}
+		if st := c.Status(); st.LastError != "" {
+			t.Errorf("%s: Status.LastError = %q", name, st.LastError)
+		}
+	}
+}

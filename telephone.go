@@ -175,21 +175,23 @@ func (c *Client) begin(cancel context.CancelFunc) error {
 // cancellation, or a permanent error in a slot while no other session is joined; that error
 // stops every slot and is returned.
 func (c *Client) runSlots(ctx context.Context, workers *sync.WaitGroup) error {
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	var slots sync.WaitGroup
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		slots sync.WaitGroup
+		first sync.Once
+		perm  error // the first permanent error of a slot (never the caller's cancellation)
+	)
 	for _, sl := range c.sessions.slots {
 		slots.Go(func() {
 			if err := c.loop(ctx, sl, workers); err != nil {
-				stop(err)
+				first.Do(func() { perm = err })
+				stop()
 			}
 		})
 	}
 	slots.Wait()
-	if err := context.Cause(ctx); err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return perm
 }
 
 // loop runs the sessions of one slot, one after another, until shutdown, cancellation or a
