@@ -185,7 +185,7 @@ type leaveAt struct {
 }
 
 // leaveWhenIdle leaves the channel at the first moment the session has nothing in flight (no
-// request being served, none queued for the handler), so
+// request being served; handlers run on the socket's reader, so none waits queued for one), so
 // that Plugboard's end-of-channel 502 hits no caller. Until then the session serves every
 // request that reaches it. Under steady load that moment may never come: at the deadline the
 // session starts answering new requests 503 at once (not forwarded, so safe to retry) while
@@ -196,12 +196,9 @@ func (s *session) leaveWhenIdle(req leaveAt) {
 	s.c.sessions.setState(s.slot, SessionLeaving)
 	t := time.NewTimer(time.Until(req.deadline))
 	defer t.Stop()
-	poll := time.NewTicker(time.Millisecond) // for messages still queued for the handler
-	defer poll.Stop()
-	for s.inflight.Load() > 0 || s.ch.Queued() > 0 {
+	for s.inflight.Load() > 0 {
 		select {
 		case <-s.idle:
-		case <-poll.C:
 		case <-t.C:
 			if !s.refusing.Swap(true) {
 				s.c.log.Info("no idle moment within the drain's share: refusing new requests until the forwarded ones finish",
