@@ -18,6 +18,8 @@ var errBudget = errors.New("telephone: memory budget exhausted")
 const (
 	budgetBusyReason   = "Service Unavailable: the telephone's memory budget is exhausted; try again"
 	budgetTooBigReason = "Service Unavailable: the request body is larger than the telephone's memory budget"
+	// A response that can never fit is the backend's, like one over the size limit: 502.
+	budgetResponseTooBigReason = "Bad Gateway: the backend response is larger than the telephone's memory budget"
 )
 
 // budget bounds the body bytes in flight (request bodies and responses being built), so

@@ -58,7 +58,10 @@ func TestBudgetAcquireWaitsWithinQueueWait(t *testing.T) {
 func TestCollectorChargesTheBudget(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b := newBudget(1000, 100*time.Millisecond)
+		b := newBudget(2000, 100*time.Millisecond)
+		if res := b.acquire(context.Background(), 1000); res != nil { // another body holds half
+			t.Fatal(res.body)
+		}
 		w := newCollector(1<<20, DefaultChunkSize)
 		w.useBudget(context.Background(), b)
 		if _, err := w.Write([]byte(strings.Repeat("a", 300) + strings.Repeat(`"`, 300))); err != nil {
@@ -80,7 +83,7 @@ func TestCollectorChargesTheBudget(t *testing.T) {
 		if res := b.acquire(context.Background(), 1000); res != nil {
 			t.Fatal("the collector did not pay back")
 		}
-		b.release(1000)
+		b.release(2000)
 	})
 }
 
@@ -268,4 +271,33 @@ func TestLateResponseGivesBackItsBudget(t *testing.T) {
 	if !b.sem.TryAcquire(1 << 20) {
 		t.Fatal("discard did not give the share back")
 	}
+}
+
+// TestResponseLargerThanTheBudget: a response that can never fit the whole budget is refused
+// at once (502, saying why), not after waiting the queue wait for bytes that cannot come.
+func TestResponseLargerThanTheBudget(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := newBudget(1000, time.Minute)
+		w := newCollector(1<<20, DefaultChunkSize)
+		w.useBudget(context.Background(), b)
+		start := time.Now()
+		if _, err := w.Write([]byte(strings.Repeat("a", 600))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(strings.Repeat("a", 600))); err != errBudget {
+			t.Fatalf("write past the whole budget: %v", err)
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("waited %v for bytes that can never come", waited)
+		}
+		res := w.result(UTF8Reject, discardLogger(), nil)
+		if res.status != http.StatusBadGateway || res.body != budgetResponseTooBigReason {
+			t.Fatalf("result %d %q", res.status, res.body)
+		}
+		w.releaseBudget()
+		if !b.sem.TryAcquire(1000) {
+			t.Fatal("the refused response kept budget")
+		}
+	})
 }

@@ -440,7 +440,8 @@ func WithMaxConcurrentRequests(n int, wait time.Duration) Option {
 // until the socket has written them (their escaped bytes: a response body is held once,
 // escaped, and sent from there). A request that cannot get
 // its bytes waits up to the queue wait (WithMaxConcurrentRequests), then gets 503 with a
-// reason; a body larger than the whole budget gets 503 at once. While a request body waits,
+// reason; a request body larger than the whole budget gets 503 at once, a response larger
+// than it 502 (like one over WithMaxResponseSize). While a request body waits,
 // the socket is not read, so Plugboard's frames queue there rather than in memory here.
 // A negative n removes the budget; 0 keeps the default.
 func WithMemoryBudget(n int64) Option {

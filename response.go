@@ -74,6 +74,10 @@ func (w *collector) charge(total int64) error {
 	if need <= 0 {
 		return nil
 	}
+	if total > w.budget.size { // can never be paid: waiting would only delay the answer
+		w.refused = errorResponse(http.StatusBadGateway, budgetResponseTooBigReason)
+		return errBudget
+	}
 	if res := w.budget.acquire(w.ctx, need); res != nil {
 		w.refused = res
 		return errBudget
