@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/verastack/telephone/internal/jsonstr"
 	"github.com/verastack/telephone/internal/metrics"
@@ -246,7 +247,11 @@ func (r *response) send(ctx context.Context, ch *phoenix.Channel, requestID stri
 	parts := append(append(append(make([][]byte, 0, len(chunks)+2), head), chunks...), tail)
 	clear(chunks)
 	share := &r.share
+	ownHead, ownTail := unsafe.SliceData(head), unsafe.SliceData(tail)
 	return ch.SendParts(ctx, "proxy_res", parts, func(p []byte) {
+		if at := unsafe.SliceData(p); at == ownHead || at == ownTail {
+			return // the payload's own head and tail: not the body, not charged
+		}
 		n := len(p)
 		putChunk(p)
 		share.give(int64(n)) // the socket wrote the chunk (or never will)
