@@ -466,3 +466,18 @@ func TestLeanTransportReplaysOnce(t *testing.T) {
 		t.Fatalf("%d connections, want 4", got)
 	}
 }
+
+// TestAliveWithoutASocket: a connection that is not a socket (nothing to peek at) counts as
+// usable, without a panic.
+func TestAliveWithoutASocket(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if !alive(a) {
+		t.Error("a pipe was judged dead")
+	}
+	if err := waitReadable(a); err != nil {
+		t.Errorf("waitReadable on a pipe: %v", err)
+	}
+}

@@ -19,8 +19,8 @@ func peek(fd uintptr) (readable bool) {
 // neither closed it nor sent anything unasked). One non-blocking peek, no wait.
 func alive(c net.Conn) bool {
 	rc, err := sysConn(c)
-	if err != nil {
-		return rc == nil // not a socket: nothing to peek at
+	if rc == nil {
+		return err == nil // not a socket: nothing to peek at (a socket whose fd is gone is not usable)
 	}
 	readable := true
 	err = rc.Read(func(fd uintptr) bool {
