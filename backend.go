@@ -122,7 +122,24 @@ func isConnError(err error) bool {
 	return false
 }
 
-// idempotent methods may be retried after a connection error.
+// rewindBody gives r a fresh copy of its body for sending it again; false when it cannot.
+func rewindBody(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	if r.GetBody == nil {
+		return false
+	}
+	body, err := r.GetBody()
+	if err != nil {
+		return false
+	}
+	r.Body = body
+	return true
+}
+
+// idempotent methods may be retried after a connection error (the project's retry policy;
+// the lean transport's resend on a stale connection follows net/http's narrower rule).
 var idempotent = map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true, "PUT": true, "DELETE": true}
 
 // retryTransport retries idempotent requests after connection errors that happened before
@@ -146,15 +163,8 @@ func (rt *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		if !rt.g.breakerAllows() {
 			return nil, err
 		}
-		if r.Body != nil && r.Body != http.NoBody {
-			if r.GetBody == nil {
-				return nil, err
-			}
-			body, berr := r.GetBody()
-			if berr != nil {
-				return nil, err
-			}
-			r.Body = body
+		if !rewindBody(r) {
+			return nil, err
 		}
 		if werr := bo.Wait(r.Context()); werr != nil {
 			return nil, err

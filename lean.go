@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -92,12 +93,8 @@ func (t *leanTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		// A kept-alive connection the backend had closed: once more on a new one, as
 		// net/http does. A new connection is never retried here (retryTransport's job).
-		if r.GetBody != nil {
-			body, berr := r.GetBody()
-			if berr != nil {
-				return nil, err
-			}
-			r.Body = body
+		if !rewindBody(r) {
+			return nil, err
 		}
 	}
 }
@@ -185,7 +182,7 @@ func (lc *leanConn) expire() {
 	list := t.idle[lc.addr]
 	for i, c := range list {
 		if c == lc && time.Since(lc.idleSince) >= t.idleTimeout {
-			t.idle[lc.addr] = append(list[:i], list[i+1:]...)
+			t.idle[lc.addr] = slices.Delete(list, i, i+1) // clears the tail: no stale pointer to lc
 			t.mu.Unlock()
 			lc.Conn.Close()
 			return
