@@ -130,11 +130,8 @@ func (e *escapedBody) segment(s []byte) {
 			return
 		}
 		n := room
-		for n > 0 && !utf8.RuneStart(s[n]) {
+		for n > 0 && !utf8.RuneStart(s[n]) { // n > 0 in a new piece: init makes pieceSize >= UTFMax
 			n--
-		}
-		if n == 0 && e.piece == 0 { // a character longer than a piece: cannot happen with pieceSize >= 4
-			n = room
 		}
 		e.escape(s[:n])
 		e.append([]byte(`","`))

@@ -287,19 +287,6 @@ func (r *response) wireHeaders() map[string]string {
 	return out
 }
 
-// encode renders the proxy_res payload (docs/PROTOCOL.md §3.4): {request_id, status, headers,
-// body} or, above chunkSize, {..., "body":"", "chunked":true, "chunks":[...]} with every chunk
-// at most chunkSize bytes and every boundary on a UTF-8 character boundary. It is built in one
-// buffer (the body is escaped straight into it), so a large body is copied once, not through
-// encoding/json's intermediate buffers.
-func (r *response) encode(requestID string, chunkSize int) ([]byte, error) {
-	size, appendTo, err := r.encoder(requestID, chunkSize)
-	if err != nil {
-		return nil, err
-	}
-	return appendTo(make([]byte, 0, size)), nil
-}
-
 // encoder returns the expected size of the proxy_res payload and a function appending it to
 // a buffer (the frame, with phoenix.Channel.SendAppend: the body is escaped once, into it).
 func (r *response) encoder(requestID string, chunkSize int) (int, func([]byte) []byte, error) {
@@ -310,7 +297,7 @@ func (r *response) encoder(requestID string, chunkSize int) (int, func([]byte) [
 	r.headers = headers
 	size := len(r.body) + len(r.body)/8 + len(headers) + 128
 	if r.esc != nil {
-		size = int(r.esc.n) + 3*r.esc.pieces + len(headers) + 128
+		size = int(r.esc.n) + len(headers) + 128 // n counts the separators between chunks too
 	}
 	return size, func(dst []byte) []byte { return r.appendPayload(dst, requestID, headers, chunkSize) }, nil
 }

@@ -232,3 +232,16 @@ func FuzzCollectorPayload(f *testing.F) {
 		res.esc.release()
 	})
 }
+
+// encode renders (for tests and benchmarks; the client sends with response.send) the proxy_res payload (docs/PROTOCOL.md §3.4): {request_id, status, headers,
+// body} or, above chunkSize, {..., "body":"", "chunked":true, "chunks":[...]} with every chunk
+// at most chunkSize bytes and every boundary on a UTF-8 character boundary. It is built in one
+// buffer (the body is escaped straight into it), so a large body is copied once, not through
+// encoding/json's intermediate buffers.
+func (r *response) encode(requestID string, chunkSize int) ([]byte, error) {
+	size, appendTo, err := r.encoder(requestID, chunkSize)
+	if err != nil {
+		return nil, err
+	}
+	return appendTo(make([]byte, 0, size)), nil
+}
