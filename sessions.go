@@ -207,7 +207,7 @@ func (ss *sessionSet) waitJoined(ctx context.Context) *session {
 	}
 }
 
-// fill sets Status's per-session fields. Connected and Joined are true when any session is;
+// fill sets Status's per-session fields and Reconnects (their sum). Connected and Joined are true when any session is;
 // Path, LastAck and ConnectedAt come from the first joined session, else the first connected
 // one, else the last one that ended. Sessions has one entry per slot.
 func (ss *sessionSet) fill(st *Status) {
@@ -231,9 +231,11 @@ func (ss *sessionSet) fill(st *Status) {
 	st.Connected, st.Joined, st.Path = p.connected, p.isJoined(), p.path
 	st.LastAck, st.ConnectedAt = p.lastAck, p.connectedAt
 	st.Sessions = make([]SessionStatus, len(ss.slots))
+	st.Reconnects = 0
 	for i, sl := range ss.slots {
 		st.Sessions[i] = SessionStatus{ID: sl.id, State: sl.state, JoinedSince: sl.joinedSince,
 			Reconnects: sl.reconnects, LastError: sl.lastErr, LastErrorAt: sl.lastErrAt}
+		st.Reconnects += sl.reconnects
 	}
 	for _, s := range ss.live {
 		if s.slot != nil && s.slot.id < len(st.Sessions) {

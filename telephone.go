@@ -227,7 +227,6 @@ func (c *Client) loop(ctx context.Context, sl *slot, workers *sync.WaitGroup) er
 			continue // shutdown or cancellation; checked at the top of the next round
 		}
 		c.sessions.reconnecting(sl)
-		c.setState(func(s *Status) { s.Reconnects++ })
 		c.m.Reconnect()
 	}
 }
