@@ -207,9 +207,9 @@ func (ss *sessionSet) waitJoined(ctx context.Context) *session {
 	}
 }
 
-// fill sets Status's per-session fields and Reconnects (their sum). Connected and Joined are true when any session is;
-// Path, LastAck and ConnectedAt come from the first joined session, else the first connected
-// one, else the last one that ended. Sessions has one entry per slot.
+// fill sets Status's per-session fields and Reconnects (their sum). Connected and Joined are
+// true when any session is; Path, LastAck and ConnectedAt come from the first joined session,
+// else the first connected one, else the last one that ended. Sessions has one entry per slot.
 func (ss *sessionSet) fill(st *Status) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
