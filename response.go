@@ -1,10 +1,12 @@
 package telephone
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -202,22 +204,32 @@ type response struct {
 }
 
 // keepText sets body to the text of an escaped body too (for an observer: once sent, the
-// chunks are gone). It costs a decoded copy of the body, so only observed requests pay it.
+// chunks are gone). It costs one decoded copy of the body, so only observed requests pay it:
+// the chunks are decoded piece by piece (a piece is at most the chunk size) straight into it.
 func (r *response) keepText() {
 	if r.esc == nil {
 		return
 	}
-	buf := make([]byte, 0, r.esc.n+4)
-	buf = append(buf, `["`...)
+	parts := make([]io.Reader, 0, len(r.esc.chunks)+2)
+	parts = append(parts, strings.NewReader(`["`))
 	for _, c := range r.esc.chunks {
-		buf = append(buf, c...)
+		parts = append(parts, bytes.NewReader(c))
 	}
-	var pieces []string
-	if err := json.Unmarshal(append(buf, `"]`...), &pieces); err != nil {
-		r.body = "" // cannot happen: the content was escaped by jsonstr
-		return
+	dec := json.NewDecoder(io.MultiReader(append(parts, strings.NewReader(`"]`))...))
+	var text strings.Builder
+	text.Grow(int(r.esc.raw))
+	if _, err := dec.Token(); err != nil { // [
+		return // cannot happen: the content was escaped by jsonstr
 	}
-	r.body = strings.Join(pieces, "")
+	for dec.More() {
+		tok, err := dec.Token()
+		piece, ok := tok.(string)
+		if err != nil || !ok {
+			return // cannot happen, as above
+		}
+		text.WriteString(piece)
+	}
+	r.body = text.String()
 }
 
 // bodyLen is the length of the body in bytes.
