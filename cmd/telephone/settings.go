@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/internal/httptoken"
 	"github.com/verastack/telephone/internal/plugtoken"
 )
 
@@ -226,10 +227,7 @@ func setBackendHost(c *Config, v string) error {
 // setClientIPHeader accepts an HTTP header name (RFC 9110 token characters).
 func setClientIPHeader(c *Config, v string) error {
 	c.ClientIPHeader = ""
-	bad := strings.IndexFunc(v, func(r rune) bool {
-		return r > 0x7e || !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || strings.ContainsRune("!#$%&'*+-.^_`|~", r))
-	})
-	if bad >= 0 {
+	if v != "" && !httptoken.Valid(v) {
 		return fmt.Errorf("must be an HTTP header name such as X-Forwarded-For, got %q", v)
 	}
 	c.ClientIPHeader = v
