@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"slices"
 	"syscall"
@@ -307,6 +308,11 @@ func (r *runner) reload(next Config, errs []error) {
 		r.log.Warn("reload: the client needs a restart for these options", slog.Any("options", needRestart))
 	}
 	r.level.Set(cand.LogLevel)
+	if r.insp != nil && cand.backendURL() != r.cfg.backendURL() {
+		if u, err := url.Parse(cand.backendURL()); err == nil { // validated by loadConfig
+			r.insp.ins.SetBackend(u) // replays follow the backend
+		}
+	}
 	r.cfg = cand
 	r.log.Info("configuration reloaded", slog.Any("applied", live))
 	r.log.Debug("reload: client options changed", slog.Any("options", changed))

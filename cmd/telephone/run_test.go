@@ -53,9 +53,10 @@ func TestRunReload(t *testing.T) {
 	t.Parallel()
 	srv := newPlugboard(t)
 	one, two := okBackend(t, "one"), okBackend(t, "two")
-	env, tok := runEnv(t, srv, one.URL, "OPS_ADDR", "127.0.0.1:0", "LOG_FORMAT", "json")
+	env, tok := runEnv(t, srv, one.URL, "OPS_ADDR", "127.0.0.1:0", "LOG_FORMAT", "json", "INSPECT_ADDR", "127.0.0.1:0")
 	tc := newTestCLI(env, nil)
 	code := tc.start("run")
+	inspectURL := logField(t, tc.errOut.waitLine(t, "request inspector listening"), "url").(string)
 	waitJoined(t, srv, tok.PathID)
 	for i := range telephone.DefaultConnections { // every session, before counting joins below
 		tc.errOut.waitLine(t, fmt.Sprintf(`"msg":"joined Plugboard","session":%d`, i))
@@ -90,6 +91,25 @@ func TestRunReload(t *testing.T) {
 	tc.errOut.waitLine(t, `"level":"DEBUG"`)
 	if c, _, body := get(t, http.MethodGet, call, nil); c != 200 || body != "two" {
 		t.Errorf("after reload: %d %q, want the new backend", c, body)
+	}
+	// The inspector's replay of the first request follows the backend too.
+	replay, err := http.NewRequest(http.MethodPost, inspectURL+"entries/1/replay", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay.Header.Set("X-Telephone-Inspector", "replay")
+	if res, err := httpClient.Do(replay); err != nil {
+		t.Error(err)
+	} else {
+		var rr struct {
+			Status int
+			Body   struct{ Text string }
+		}
+		err := json.NewDecoder(res.Body).Decode(&rr)
+		res.Body.Close()
+		if err != nil || rr.Status != 200 || rr.Body.Text != "two" {
+			t.Errorf("replay after reload: %+v (%v), want the new backend's answer", rr, err)
+		}
 	}
 	if c, hdr, _ := get(t, http.MethodGet, call, nil); c != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
 		t.Errorf("after reload, over the new rate: %d, want 429 with Retry-After", c)

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/verastack/telephone"
@@ -37,7 +38,7 @@ type Options struct {
 	ShowSecrets bool  // show secret header and query values instead of masking them
 
 	// Backend is where Replay sends requests (its path is prefixed, as WithBackendURL does);
-	// nil disables replay.
+	// nil disables replay. SetBackend changes it later.
 	Backend *url.URL
 	// Transport sends replayed requests (default: http.DefaultTransport).
 	Transport http.RoundTripper
@@ -46,10 +47,11 @@ type Options struct {
 // Inspector records traffic and serves the inspector page. It is safe for concurrent use.
 // Close ends the page's event streams; the Inspector keeps recording after it.
 type Inspector struct {
-	opt    Options
-	client *http.Client
-	done   chan struct{} // closed by Close
-	close  sync.Once
+	opt     Options
+	backend atomic.Pointer[url.URL] // where replays go; nil: replay is off
+	client  *http.Client
+	done    chan struct{} // closed by Close
+	close   sync.Once
 
 	mu      sync.Mutex // guards everything below
 	entries []*entry   // oldest first
@@ -74,11 +76,23 @@ func New(opt Options) *Inspector {
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	return &Inspector{
+	in := &Inspector{
 		opt: opt, done: make(chan struct{}), byID: map[uint64]*entry{}, subs: map[chan event]struct{}{},
 		client: &http.Client{Transport: rt, Timeout: replayTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
+	in.SetBackend(opt.Backend)
+	return in
+}
+
+// SetBackend changes where replays go (after the backend was reconfigured); nil turns replay
+// off.
+func (in *Inspector) SetBackend(u *url.URL) {
+	if u != nil {
+		c := *u
+		u = &c
+	}
+	in.backend.Store(u)
 }
 
 // Close ends every event stream of the page, so that its server can shut down.

@@ -238,7 +238,8 @@ func TestDetailsAndReplay(t *testing.T) {
 	t.Parallel()
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		w.Header().Set("X-Seen", r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("Authorization")+" "+r.Header.Get("X-Forwarded-Host"))
+		w.Header().Set("X-Seen", r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("Authorization")+" "+r.Header.Get("X-Forwarded-Host")+
+			" ["+r.Header.Get("X-Forwarded-For")+r.Header.Get("X-Real-Ip")+r.Header.Get("Forwarded")+"]")
 		w.Header().Set("Set-Cookie", "new=1")
 		_, _ = w.Write(append([]byte("replayed:"), b...))
 	}))
@@ -247,7 +248,8 @@ func TestDetailsAndReplay(t *testing.T) {
 	in := New(Options{Backend: bu})
 	srv := httptest.NewServer(in.Handler())
 	defer srv.Close()
-	request(in, "PUT", "/items/1", "token=abc&x=1", "payload", http.Header{"Authorization": {"Bearer s3cret"}}, 200, "first")
+	request(in, "PUT", "/items/1", "token=abc&x=1", "payload", http.Header{"Authorization": {"Bearer s3cret"},
+		"X-Forwarded-For": {"127.0.0.1"}, "X-Real-Ip": {"127.0.0.1"}, "Forwarded": {"for=127.0.0.1"}}, 200, "first")
 
 	var d details
 	if code := getJSON(t, srv.URL+"/entries/1", &d); code != 200 {
@@ -295,7 +297,7 @@ func TestDetailsAndReplay(t *testing.T) {
 	if rr.Replayed != backend.URL+"/prefix/items/1?token="+masked+"&x=1" {
 		t.Errorf("replay URL shown as %q", rr.Replayed)
 	}
-	if rr.Status != 200 || rr.Body.Text != "replayed:payload" || seen != "PUT /prefix/items/1?token=abc&x=1 Bearer s3cret pb.example" {
+	if rr.Status != 200 || rr.Body.Text != "replayed:payload" || seen != "PUT /prefix/items/1?token=abc&x=1 Bearer s3cret pb.example []" {
 		t.Errorf("replay %+v (backend saw %q)", rr, seen)
 	}
 }

@@ -92,7 +92,7 @@ func (in *Inspector) servePage(w http.ResponseWriter, _ *http.Request) {
 	var buf bytes.Buffer
 	err := page.Execute(&buf, map[string]any{
 		"MaxEntries": in.opt.MaxEntries, "MaxBytes": in.opt.MaxBytes, "BodyLimit": int64(in.opt.BodyLimit),
-		"Masked": !in.opt.ShowSecrets, "Replay": in.opt.Backend != nil,
+		"Masked": !in.opt.ShowSecrets, "Replay": in.backend.Load() != nil,
 	})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -232,7 +232,7 @@ func (in *Inspector) serveEntry(w http.ResponseWriter, r *http.Request) {
 // replayable says why e cannot be replayed, or "".
 func (in *Inspector) replayable(e *entry) string {
 	switch {
-	case in.opt.Backend == nil:
+	case in.backend.Load() == nil:
 		return "replay is off: no backend URL"
 	case e.kind != "http":
 		return "WebSocket connections cannot be replayed"
@@ -263,7 +263,9 @@ func (in *Inspector) serveReplay(w http.ResponseWriter, r *http.Request) {
 	var req *http.Request
 	if e != nil {
 		if why = in.replayable(e); why == "" {
-			req = in.replayRequest(r.Context(), e)
+			if req = in.replayRequest(r.Context(), e); req == nil {
+				why = "replay is off: no backend URL" // turned off since replayable looked
+			}
 		}
 	}
 	in.mu.Unlock()
@@ -279,9 +281,16 @@ func (in *Inspector) serveReplay(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, in.replay(req))
 }
 
-// replayRequest rebuilds e's request for the backend, as the telephone's reverse proxy sends it.
+// replayRequest rebuilds e's request for the backend much as the telephone sends it: the end
+// client's own forwarding headers dropped (telephone does not pass them on), X-Forwarded-Host
+// set. It is replayed from this host, not from Plugboard's, so the other forwarding headers
+// telephone adds are left out. It returns nil when replay is off.
 func (in *Inspector) replayRequest(ctx context.Context, e *entry) *http.Request {
-	u := *in.opt.Backend
+	b := in.backend.Load()
+	if b == nil {
+		return nil
+	}
+	u := *b
 	u.Path = strings.TrimSuffix(u.Path, "/") + e.path
 	u.RawPath = ""
 	u.RawQuery = e.query
@@ -292,6 +301,9 @@ func (in *Inspector) replayRequest(ctx context.Context, e *entry) *http.Request 
 	req.Header = e.reqHeader.Clone()
 	if req.Header == nil {
 		req.Header = http.Header{}
+	}
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-Ip"} {
+		req.Header.Del(h)
 	}
 	if e.host != "" {
 		req.Header.Set("X-Forwarded-Host", e.host)
