@@ -177,7 +177,6 @@ func (e *VendingError) Unwrap() []error {
 // vendReply is the 201 answer, and the error fields of the others.
 type vendReply struct {
 	Token           string `json:"token"`
-	TokenID         string `json:"token_id"`
 	Error           string `json:"error"`
 	AllowedPathID   any    `json:"allowed_path_id"`
 	RequestedPathID any    `json:"requested_path_id"`

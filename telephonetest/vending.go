@@ -30,7 +30,6 @@ type ServiceAccount struct {
 type serviceAccount struct {
 	id, name, pathID string
 	revoked          bool
-	lastUsed         time.Time
 }
 
 // VendPath is where Plugboard serves its token vending API.
@@ -201,7 +200,6 @@ func (s *Server) useKey(key string) (serviceAccount, bool) {
 	if sa == nil || sa.revoked {
 		return serviceAccount{}, false
 	}
-	sa.lastUsed = time.Now()
 	return *sa, true
 }
 
