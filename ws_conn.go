@@ -158,7 +158,6 @@ func (wc *wsConn) enqueue(typ websocket.MessageType, data []byte) {
 		return
 	}
 	wc.queue = append(wc.queue, wsFrame{typ: typ, data: data})
-	wc.counted(true, len(data))
 	wc.queued += int64(len(data))
 	wc.mu.Unlock()
 	select {
@@ -344,6 +343,7 @@ func (wc *wsConn) flush(ws *websocket.Conn) {
 			wc.end(backendEnd(wc.rerr))
 			return
 		}
+		wc.counted(true, len(f.data)) // sent to the backend, not only queued
 	}
 }
 
