@@ -117,7 +117,14 @@ func TestBinaryOriginalEnvironment(t *testing.T) {
 	if c != 200 || body != "POST /orders/?id=7 hello" || hdr.Get("X-Backend") != "yes" {
 		t.Errorf("call = %d %q %v", c, body, hdr)
 	}
-	_, _, hb := get(t, http.MethodGet, health+"/health", nil)
+	// Ready means one session has joined; healthy means every session has, which may come a
+	// moment later.
+	var hb string
+	eventually(t, "telephone healthy", func() bool {
+		var code int
+		code, _, hb = get(t, http.MethodGet, health+"/health", nil)
+		return code == 200
+	})
 	var h healthBody
 	if err := json.Unmarshal([]byte(hb), &h); err != nil || h.Status != "healthy" || !h.Connected {
 		t.Errorf("health %q (%v)", hb, err)
