@@ -118,6 +118,20 @@ func (ss *sessionSet) failed(sl *slot, err error) {
 	sl.lastErr, sl.lastErrAt = err.Error(), time.Now()
 }
 
+// down marks sl down after its session ended with err (nil when the Client is stopping): state
+// and error change in one step, so Status never shows a down slot without its reason.
+func (ss *sessionSet) down(sl *slot, err error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err != nil {
+		sl.lastErr, sl.lastErrAt = err.Error(), time.Now()
+	}
+	if sl.state != SessionDown {
+		sl.state, sl.joinedSince = SessionDown, time.Time{}
+		ss.reportLocked()
+	}
+}
+
 // reconnecting counts a reconnect attempt of sl.
 func (ss *sessionSet) reconnecting(sl *slot) {
 	ss.mu.Lock()

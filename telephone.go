@@ -203,17 +203,16 @@ func (c *Client) loop(ctx context.Context, sl *slot, workers *sync.WaitGroup) er
 	for {
 		c.sessions.setState(sl, SessionConnecting)
 		up, err := c.runSession(ctx, sl, workers)
-		c.sessions.setState(sl, SessionDown)
 		if c.stopping(ctx) {
+			c.sessions.down(sl, nil)
 			c.waitDrained(ctx)
 			return nil
 		}
+		c.sessions.down(sl, err)
 		if (errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrNoToken)) && !c.sessions.anyJoined() {
-			c.sessions.failed(sl, err)
 			return err
 		}
 		c.setError(err)
-		c.sessions.failed(sl, err)
 		if up > 0 {
 			c.log.Warn("session ended; reconnecting", slog.Int("session", sl.id), slog.Any("error", err), slog.Duration("up", up))
 		} else {
