@@ -201,7 +201,14 @@ func (wc *wsConn) written(n int) {
 
 // run is the connection's goroutine.
 func (wc *wsConn) run() {
+	opened := false
 	defer close(wc.done)
+	defer func() { // after forget: a connection counted closed has freed its place under the limit
+		if opened {
+			wc.wm.count(func(st *WSStatus) { st.Open-- })
+			wc.wm.m.WebSockets(-1)
+		}
+	}()
 	defer wc.wm.forget(wc)
 	defer wc.cleanup()
 	ws, reason := wc.open()
@@ -212,10 +219,9 @@ func (wc *wsConn) run() {
 		}
 		return
 	}
+	opened = true
 	wc.wm.count(func(st *WSStatus) { st.Open++; st.Opened++ })
 	wc.wm.m.WebSockets(1)
-	defer wc.wm.m.WebSockets(-1)
-	defer wc.wm.count(func(st *WSStatus) { st.Open-- })
 	wc.log.Debug("backend WebSocket open", slog.String("protocol", ws.Subprotocol()))
 	wc.observeOpen(ws.Subprotocol())
 	if err := wc.s.ch.Send(wc.hard, "ws_connected", wsConnectedMsg{ConnectionID: wc.id, Protocol: ws.Subprotocol()}); err != nil {
