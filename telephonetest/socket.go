@@ -52,6 +52,9 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
+	if v1 { // logged before the upgrade answers, so the line is there once the dial returns
+		s.cfg.logger.Info("telephonetest: socket uses the V1 JSON serializer (no vsn=2.0.0 in the URL)", "vsn", vsn)
+	}
 	c, raw, err := accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return // Accept answered the request
@@ -60,9 +63,6 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	tokenID, pathID := rec.id, rec.pathID
 	s.mu.Unlock()
-	if v1 {
-		s.cfg.logger.Info("telephonetest: socket uses the V1 JSON serializer (no vsn=2.0.0 in the URL)", "vsn", vsn)
-	}
 	sk := s.newSocket(c, raw, tokenID, pathID)
 	if sk == nil {
 		_ = c.Close(websocket.StatusGoingAway, "server shutting down")
@@ -130,6 +130,9 @@ func (sk *socket) run() {
 	sk.writeLoop()
 	sk.srv.mu.Lock()
 	chans := sk.channelsLocked()
+	for _, ch := range chans {
+		sk.srv.unregisterLocked(ch) // not routed to from the moment the socket is gone from Sockets
+	}
 	code, reason, abrupt := sk.closeCode, sk.closeReason, sk.abrupt
 	delete(sk.srv.sockets, sk)
 	sk.srv.mu.Unlock()
