@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/internal/testnet"
 	"github.com/verastack/telephone/telephonetest"
 )
 
@@ -92,9 +93,20 @@ func (tn *tunnel) waitJoined(n int) {
 	if err := tn.srv.WaitJoined(ctx, tn.tok.PathID, n); err != nil {
 		tn.t.Fatalf("telephone did not join: %v (status %+v)", err, tn.client.Status())
 	}
-	// The server counts the join when it sends the reply; the client's Status follows once
-	// the reply has been read.
-	waitFor(tn.t, func() bool { return tn.client.Status().Joined })
+	// The server counts the join when it sends the reply; the client's Status says joined
+	// once the reply has been read, and has the path (and the metrics) once the session has
+	// recorded the join a moment later: wait for that.
+	waitFor(tn.t, func() bool { return joinRecorded(tn.client.Status()) })
+}
+
+// joinRecorded reports whether some session has recorded its join (state, path and metrics).
+func joinRecorded(st telephone.Status) bool {
+	for _, s := range st.Sessions {
+		if s.State == telephone.SessionJoined && !s.JoinedSince.IsZero() {
+			return st.Joined && st.Path != ""
+		}
+	}
+	return false
 }
 
 func (tn *tunnel) do(method, path string, body io.Reader, hdr ...string) (*http.Response, string) {
@@ -246,12 +258,11 @@ func TestStatusRedirectAndHeadersBack(t *testing.T) {
 
 func TestBackendDown(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, release, err := testnet.RefusedAddr() // nothing listens there
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	defer release()
 	tn := startTunnel(t, nil, telephone.WithBackendURL("http://"+addr), telephone.WithRetries(0, 0))
 	res, body := tn.do("GET", "/", nil)
 	if res.StatusCode != http.StatusBadGateway || strings.Contains(body, addr) || strings.Contains(body, "dial") {
@@ -401,6 +412,8 @@ func TestShutdownUnderLoadCompletesInFlight(t *testing.T) {
 	if err := <-tn.runErr; err != nil {
 		t.Errorf("Run after Shutdown = %v", err)
 	}
+	// Plugboard forgets a channel once its process has ended, after it answered the leave.
+	waitFor(t, func() bool { return tn.srv.Joined(tn.tok.PathID) == 0 })
 	res, _ := tn.do("GET", "/after", nil)
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("after shutdown: %d, want 503 from Plugboard", res.StatusCode)

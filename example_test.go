@@ -70,9 +70,10 @@ func Example_sidecar() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	defer func() { _ = client.Shutdown(ctx) }()
-	// Status reports the join once the Client has processed Plugboard's reply (Plugboard counts
-	// it when sending the reply, and may already push requests before then).
-	for !client.Status().Joined && ctx.Err() == nil {
+	// Status reports the join, and the path Plugboard gave, once the Client has processed
+	// Plugboard's reply (Plugboard counts it when sending the reply, and may already push
+	// requests before then).
+	for st := client.Status(); (!st.Joined || st.Path == "") && ctx.Err() == nil; st = client.Status() {
 		time.Sleep(10 * time.Millisecond)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -427,6 +428,7 @@ func TestWSReconnectClosesProxiedConnections(t *testing.T) {
 		roundTrip(t, c, websocket.MessageText, []byte("up"))
 		clients = append(clients, c)
 	}
+	before := tn.srv.Sockets()
 	tn.srv.DropAll()
 	for _, c := range clients {
 		expectClosed(t, c, websocket.StatusGoingAway, "Telephone sidecar disconnected")
@@ -436,6 +438,16 @@ func TestWSReconnectClosesProxiedConnections(t *testing.T) {
 			t.Errorf("backend saw %v, want 1001", ce)
 		}
 	}
+	// A dropped socket whose connections all lived on the other one may still be registered
+	// for a moment: wait until the server has let every old socket go, then for a new join.
+	waitFor(t, func() bool {
+		for _, now := range tn.srv.Sockets() {
+			if slices.ContainsFunc(before, func(old telephonetest.SocketInfo) bool { return old.ID == now.ID }) {
+				return false
+			}
+		}
+		return true
+	})
 	tn.waitJoined(1)
 	waitFor(t, func() bool { return wsStatus(tn).Open == 0 })
 	c := dialWS(t, tn, "/ws/again", nil)
@@ -551,6 +563,8 @@ func TestWSFrameSizeLimit(t *testing.T) {
 	}
 	out2 := dialWS(t, tn, "/out?send=1025", nil)
 	expectClosed(t, out2, websocket.StatusMessageTooBig, "Frame too large")
+	// The close goes out before the connection counts it.
+	waitFor(t, func() bool { return wsStatus(tn).TooLarge >= 1 })
 	if st := wsStatus(tn); st.TooLarge != 1 || st.MaxFrame != 1024 || st.QueueBytes != 4096 {
 		t.Errorf("status %+v", st)
 	}
@@ -706,7 +720,9 @@ func TestWSRefusedWhileDraining(t *testing.T) {
 		close(started)
 		<-release
 	})
-	tn := startTunnel(t, nil, telephone.WithHandler(h))
+	// One session: it holds /hold, so it stays joined while draining. (With two, the idle one
+	// would leave at once, and a ws_connect routed to it would find no channel to answer on.)
+	tn := startTunnel(t, nil, telephone.WithHandler(h), telephone.WithConnections(1))
 	var held sync.WaitGroup
 	defer held.Wait()
 	held.Go(func() { tn.do("GET", "/hold", nil) })

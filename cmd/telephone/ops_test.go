@@ -222,9 +222,12 @@ func TestOpsReconnecting(t *testing.T) {
 	}
 	tu.expect(t, "/ready", 503, "not connected to Plugboard\n")
 	tu.expect(t, "/live", 200, "alive\n")
-	if _, _, m := get(t, http.MethodGet, tu.ops.URL+"/metrics", nil); !strings.Contains(m, "telephone_plugboard_connected 0") {
-		t.Errorf("metrics while reconnecting lack telephone_plugboard_connected 0")
-	}
+	// The gauge follows the sessions' states, which change when each session has ended, a
+	// moment after the socket is gone.
+	eventually(t, "telephone_plugboard_connected 0", func() bool {
+		_, _, m := get(t, http.MethodGet, tu.ops.URL+"/metrics", nil)
+		return strings.Contains(m, "telephone_plugboard_connected 0")
+	})
 }
 
 // TestOpsOneSessionDown cuts one of two sockets and keeps its session in its backoff: the
