@@ -3,13 +3,13 @@ package telephone_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/internal/testnet"
 	"github.com/verastack/telephone/telephonetest"
 )
 
@@ -17,12 +17,12 @@ import (
 // method, path and request_id.
 func TestBackendFailureLogNamesTheRequest(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, release, err := testnet.RefusedAddr() // connections there are refused
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed := "http://" + l.Addr().String()
-	l.Close() // nothing listens there now: connections are refused
+	defer release()
+	closed := "http://" + addr
 	tn := startTunnel(t, nil, telephone.WithBackendURL(closed), telephone.WithRetries(0, time.Millisecond))
 	if res, _ := tn.do(http.MethodDelete, "/items/7", nil); res.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", res.StatusCode)
@@ -48,12 +48,12 @@ func TestBackendFailureLogNamesTheRequest(t *testing.T) {
 // of a session that never started.
 func TestConnectFailureIsNotASessionEnd(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, release, err := testnet.RefusedAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := "ws://" + l.Addr().String() + "/telephone/websocket"
-	l.Close()
+	defer release()
+	url := "ws://" + addr + "/telephone/websocket"
 	srv := telephonetest.NewServer()
 	defer srv.Close()
 	tok, err := srv.Mint("", time.Hour)

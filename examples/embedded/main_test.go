@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/verastack/telephone/internal/testnet"
 	"github.com/verastack/telephone/telephonetest"
 )
 
@@ -85,15 +85,9 @@ func get(t *testing.T, url string) (int, string) {
 // SIGTERM. A Plugboard that cannot be reached first: /healthz answers 503.
 func TestMainProgram(t *testing.T) {
 	plugboard, tok := newPlugboard(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := l.Addr().String()
-	l.Close() // main listens there
 	t.Setenv("PLUGBOARD_URL", plugboard.SocketURL())
 	t.Setenv("TELEPHONE_TOKEN", tok.Token)
-	t.Setenv("LISTEN_ADDR", local)
+	t.Setenv("LISTEN_ADDR", "127.0.0.1:0") // any free port: this test goes through the tunnel only
 	done := make(chan struct{})
 	go func() { defer close(done); main() }()
 	wait, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -116,12 +110,12 @@ func TestMainProgram(t *testing.T) {
 
 // TestHealthzBeforeJoin: while the tunnel cannot join, /healthz answers 503.
 func TestHealthzBeforeJoin(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr, release, err := testnet.RefusedAddr() // connections are refused: the tunnel keeps retrying
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := "ws://" + l.Addr().String() + "/telephone/websocket"
-	l.Close() // connections are refused: the tunnel keeps retrying
+	defer release()
+	dead := "ws://" + deadAddr + "/telephone/websocket"
 	_, tok := newPlugboard(t)
 	ctx, stop := context.WithCancel(context.Background())
 	addr, done := startRun(ctx, dead, tok.Token)
