@@ -737,31 +737,65 @@ func TestOTLPExporterCallerContext(t *testing.T) {
 	})
 }
 
-// TestOTLPExporterShutdown: Shutdown waits for a running export until its context ends, then
-// aborts it; afterwards exports are refused.
+// TestOTLPExporterShutdown: Shutdown refuses new exports and waits for a running one; if that
+// one finishes, Shutdown returns nil; if Shutdown's context ends first, it aborts the export and
+// returns the context's error. Either way later exports are refused.
 func TestOTLPExporterShutdown(t *testing.T) {
 	t.Parallel()
-	srv, arrived := blockingBackend(t)
-	e := newTestExporter(t, srv.URL, nil)
 	spans := recordSpans(t)
-	exported := make(chan error, 1)
-	go func() { exported <- e.ExportSpans(context.Background(), spans) }()
-	<-arrived
-	ctx, cancel := context.WithCancel(context.Background())
-	shut := make(chan error, 1)
-	go func() { shut <- e.Shutdown(ctx) }()
-	cancel()
-	if err := <-shut; !errors.Is(err, context.Canceled) {
-		t.Errorf("Shutdown: %v", err)
-	}
-	if err := <-exported; err == nil || !strings.Contains(err.Error(), "context canceled") {
-		t.Errorf("the running export: %v", err)
-	}
-	if err := e.ExportSpans(context.Background(), spans); !errors.Is(err, errExporterStopped) {
-		t.Errorf("export after Shutdown: %v", err)
-	}
-	if err := e.Shutdown(context.Background()); err != nil {
-		t.Errorf("second Shutdown: %v", err)
+	for _, finish := range []bool{true, false} {
+		t.Run(fmt.Sprintf("export finishes=%v", finish), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newTestExporter(t, "http://collector.test:4318", nil)
+				release := make(chan struct{})
+				// The collector holds each request until released; an aborted request ends.
+				e.client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					select {
+					case <-release:
+						return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+					case <-r.Context().Done():
+						return nil, r.Context().Err()
+					}
+				})
+				exported := make(chan error, 1)
+				go func() { exported <- e.ExportSpans(context.Background(), spans) }()
+				synctest.Wait() // the export is at the collector
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				shut := make(chan error, 1)
+				go func() { shut <- e.Shutdown(ctx) }()
+				synctest.Wait()
+				if len(shut) != 0 || len(exported) != 0 {
+					t.Fatal("Shutdown did not wait for the running export")
+				}
+				if err := e.ExportSpans(context.Background(), spans); !errors.Is(err, errExporterStopped) {
+					t.Errorf("export during Shutdown: %v", err)
+				}
+				if finish {
+					close(release)
+					if err := <-shut; err != nil {
+						t.Errorf("Shutdown: %v", err)
+					}
+					if err := <-exported; err != nil {
+						t.Errorf("the running export: %v", err)
+					}
+				} else {
+					cancel()
+					if err := <-shut; !errors.Is(err, context.Canceled) {
+						t.Errorf("Shutdown: %v", err)
+					}
+					if err := <-exported; err == nil || !strings.Contains(err.Error(), "context canceled") {
+						t.Errorf("the running export: %v", err)
+					}
+				}
+				if err := e.ExportSpans(context.Background(), spans); !errors.Is(err, errExporterStopped) {
+					t.Errorf("export after Shutdown: %v", err)
+				}
+				if err := e.Shutdown(context.Background()); err != nil {
+					t.Errorf("second Shutdown: %v", err)
+				}
+			})
+		})
 	}
 }
 
