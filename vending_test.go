@@ -45,6 +45,15 @@ func runClient(t *testing.T, c *telephone.Client) <-chan error {
 	return done
 }
 
+// runBounded runs c until it ends on its own, or for at most waitBound: a Client that should
+// have stopped but retries instead then returns nil, which fails the caller's check instead of
+// hanging the package.
+func runBounded(c *telephone.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	return c.Run(ctx)
+}
+
 func waitJoinedPath(t *testing.T, srv *telephonetest.Server, path string, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -166,7 +175,7 @@ func TestVendingRefusals(t *testing.T) {
 		{"wrong API URL", telephone.TokenVending{APIKey: sa.APIKey, APIURL: srv.URL() + "/nothing"}, 404, []string{"PLUGBOARD_API_URL"}},
 	} {
 		c := vendClient(t, srv, tc.v, &syncBuf{})
-		err := c.Run(context.Background())
+		err := runBounded(c) // a refusal that were retried would end the bound with nil
 		var ve *telephone.VendingError
 		if !errors.As(err, &ve) || ve.StatusCode != tc.status || !errors.Is(err, telephone.ErrVendingRefused) {
 			t.Errorf("%s: Run = %v", tc.name, err)
@@ -240,7 +249,7 @@ func TestSharedTokenRefusalIsExplainedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Run(context.Background()); !errors.Is(err, telephone.ErrTokenRefused) {
+	if err := runBounded(c); !errors.Is(err, telephone.ErrTokenRefused) {
 		t.Fatalf("Run = %v", err)
 	}
 	if n := strings.Count(logs.String(), "level=ERROR msg=\"Plugboard refused a token that has not expired"); n != 1 {
@@ -305,25 +314,21 @@ func TestTokenSharedWithARefreshingReplicaIsExplained(t *testing.T) {
 	t.Parallel()
 	srv := telephonetest.NewServer()
 	defer srv.Close()
-	// Refreshed at about 4 s; long enough not to expire before a loaded machine starts the client.
-	shared, _ := srv.Mint(telephonetest.NewPathID(), 8*time.Second)
+	// Issued an hour ago for two hours: due for refresh at once, valid for an hour more.
+	shared, err := srv.MintIssuedAt(telephonetest.NewPathID(), time.Now().Add(-time.Hour), 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	first, err := telephone.New(srv.SocketURL(), telephone.WithToken(shared.Token), telephone.WithHandler(http.NotFoundHandler()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	runClient(t, first)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for first.Status().LastRefresh.IsZero() {
-		if ctx.Err() != nil {
-			t.Fatalf("the first replica did not refresh: %+v", first.Status())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, func() bool { return !first.Status().LastRefresh.IsZero() })
 	logs := &syncBuf{}
 	second, _ := telephone.New(srv.SocketURL(), telephone.WithToken(shared.Token), telephone.WithHandler(http.NotFoundHandler()),
 		telephone.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
-	if err := second.Run(context.Background()); !errors.Is(err, telephone.ErrTokenRefused) {
+	if err := runBounded(second); !errors.Is(err, telephone.ErrTokenRefused) {
 		t.Fatalf("second replica: Run = %v", err)
 	}
 	if n := strings.Count(logs.String(), "most likely another telephone holding the same token refreshed it"); n != 1 {
