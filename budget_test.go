@@ -137,9 +137,7 @@ func TestMemoryBudgetThroughTheTunnel(t *testing.T) {
 		}
 		<-runErr
 	}()
-	for !c.Status().Joined {
-		time.Sleep(10 * time.Millisecond)
-	}
+	pollUntil(t, "the join", func() bool { return c.Status().Joined })
 	body := strings.Repeat("b", 300_000)
 	type answer struct {
 		status int
@@ -158,21 +156,30 @@ func TestMemoryBudgetThroughTheTunnel(t *testing.T) {
 			answers <- answer{res.StatusCode, string(b)}
 		}()
 	}
+	next := func() answer {
+		t.Helper()
+		select {
+		case a := <-answers:
+			return a
+		case <-time.After(time.Minute):
+			t.Fatalf("no answer within a minute; %d requests reached the backend", entered.Load())
+			return answer{}
+		}
+	}
 	for range 5 { // the five that do not fit are refused while the backend still holds three
-		a := <-answers
+		a := next()
 		if a.status != http.StatusServiceUnavailable || a.body != budgetBusyReason {
 			t.Fatalf("answer %d %q, want 503 %q", a.status, a.body, budgetBusyReason)
 		}
 	}
-	for entered.Load() < 3 { // the three admitted requests reach the backend in their own time
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The three admitted requests reach the backend in their own time.
+	pollUntil(t, "three requests at the backend", func() bool { return entered.Load() >= 3 })
 	if n := entered.Load(); n != 3 {
 		t.Fatalf("%d requests reached the backend, want 3", n)
 	}
 	close(release)
 	for range 3 {
-		if a := <-answers; a.status != http.StatusOK || a.body != "done" {
+		if a := next(); a.status != http.StatusOK || a.body != "done" {
 			t.Fatalf("answer %d %q, want 200", a.status, a.body)
 		}
 	}
@@ -300,4 +307,16 @@ func TestResponseLargerThanTheBudget(t *testing.T) {
 			t.Fatal("the refused response kept budget")
 		}
 	})
+}
+
+// pollUntil polls cond every few milliseconds until it holds, failing t after a minute.
+func pollUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
