@@ -48,7 +48,12 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { os.RemoveAll(dir) }))
+	// The cleanup runs instead of goleak's own os.Exit: it must exit with the code it is given,
+	// or a leak found after the tests passed would not fail the package.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
 }
 
 // lineBuf is an io.Writer that tests can wait on for a line; safe for concurrent use.

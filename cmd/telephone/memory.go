@@ -44,11 +44,11 @@ type trimmer struct {
 	wg     sync.WaitGroup
 }
 
-func startTrimmer(log *slog.Logger, every time.Duration) *trimmer {
+func startTrimmer(log *slog.Logger) *trimmer {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &trimmer{log: log, cancel: cancel}
 	t.wg.Go(func() {
-		tick := time.NewTicker(every)
+		tick := time.NewTicker(trimEvery)
 		defer tick.Stop()
 		for {
 			select {

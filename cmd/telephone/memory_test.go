@@ -30,7 +30,7 @@ func TestSetSoftMemoryLimit(t *testing.T) {
 var sink []byte
 
 func TestTrimmerReturnsFreeHeap(t *testing.T) {
-	tr := startTrimmer(slog.New(slog.NewTextHandler(io.Discard, nil)), trimEvery)
+	tr := startTrimmer(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer tr.stop()
 	runtime.GC()
 	sink = make([]byte, 64<<20)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -19,11 +18,18 @@ func setOTLPEndpoint(c *Config, v string) error {
 	if v == "" {
 		return nil
 	}
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("must be an http:// or https:// URL such as http://localhost:4318, got %q", v)
+	if err := checkOTLPURL(v); err != nil {
+		return err
 	}
 	c.OTLPEndpoint = v
+	return nil
+}
+
+// checkOTLPURL checks a collector URL (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT).
+func checkOTLPURL(v string) error {
+	if _, err := parseURL(v, "http", "https"); err != nil {
+		return fmt.Errorf("must be an http:// or https:// URL such as http://localhost:4318, got %q", v)
+	}
 	return nil
 }
 
@@ -42,9 +48,6 @@ func setOTLPProtocol(_ *Config, v string) error {
 // OTEL_TRACES_SAMPLER, OTEL_BSP_*, ...). Export failures are logged at warn level.
 func startTracing(cfg Config, log *slog.Logger) *sdktrace.TracerProvider {
 	ocfg := cfg.otlp
-	if ocfg == nil { // a Config not built by loadConfig
-		ocfg = defaultOTLPConfig(cfg.OTLPEndpoint)
-	}
 	exp := newOTLPExporter(ocfg)
 	res, err := resource.New(context.Background(),
 		resource.WithAttributes(attribute.String("service.name", "telephone"), attribute.String("service.version", readBuildInfo().Version)),
@@ -56,7 +59,7 @@ func startTracing(cfg Config, log *slog.Logger) *sdktrace.TracerProvider {
 		log.Warn("OpenTelemetry export failed", slog.Any("error", err))
 	}))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	log.Info("tracing to OpenTelemetry", slog.String("endpoint", exp.redactedURL()),
+	log.Info("tracing to OpenTelemetry", slog.String("endpoint", exp.redacted),
 		slog.Bool("gzip", ocfg.gzip), slog.Duration("timeout", ocfg.timeout))
 	return tp
 }

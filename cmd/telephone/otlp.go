@@ -30,8 +30,9 @@ import (
 // a small sdktrace.SpanExporter in place of the SDK's otlptracehttp, which brings gRPC and the
 // generated OTLP types into the binary (3.3 MB, resident in every process: ~1.7 MB of RSS).
 type otlpExporter struct {
-	cfg    *otlpConfig
-	client *http.Client
+	cfg      *otlpConfig
+	redacted string // cfg.url as logs and errors show it (transport.Redact)
+	client   *http.Client
 
 	// stopCtx is cancelled when Shutdown gives up waiting: exports still running abort.
 	stopCtx  context.Context
@@ -87,7 +88,7 @@ func otlpConfigFromEnv(lookup func(name string) (value, source string), endpoint
 	}
 	c := defaultOTLPConfig(endpoint)
 	if v, src := lookup("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"); v != "" {
-		if err := setOTLPEndpoint(&Config{}, v); err != nil {
+		if err := checkOTLPURL(v); err != nil {
 			bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", src, "%v", err)
 		}
 		c.url = v
@@ -170,7 +171,7 @@ func newOTLPExporter(cfg *otlpConfig) *otlpExporter {
 		return http.ErrUseLastResponse // a redirect would carry the headers elsewhere
 	}}
 	stopCtx, stopAll := context.WithCancel(context.Background())
-	return &otlpExporter{cfg: cfg, client: client, stopCtx: stopCtx, stopAll: stopAll}
+	return &otlpExporter{cfg: cfg, redacted: transport.Redact(cfg.url), client: client, stopCtx: stopCtx, stopAll: stopAll}
 }
 
 // jitteredBackoff returns a wait from half to all of 1s, 2s, 4s, ... up to 30s.
@@ -251,7 +252,7 @@ func (e *otlpExporter) post(ctx context.Context, body []byte) (retryAfter time.D
 		if errors.As(err, &ue) {
 			err = ue.Err // its text repeats the URL
 		}
-		return 0, fmt.Errorf("OTLP export to %s: %w", e.redactedURL(), err)
+		return 0, fmt.Errorf("OTLP export to %s: %w", e.redacted, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -259,21 +260,12 @@ func (e *otlpExporter) post(ctx context.Context, body []byte) (retryAfter time.D
 		return 0, nil
 	}
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	err = fmt.Errorf("OTLP export to %s: collector answered %s%s", e.redactedURL(), resp.Status, refusalText(resp.Header.Get("Content-Type"), snippet))
+	err = fmt.Errorf("OTLP export to %s: collector answered %s%s", e.redacted, resp.Status, refusalText(resp.Header.Get("Content-Type"), snippet))
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return parseRetryAfter(resp.Header.Get("Retry-After")), err
 	}
 	return -1, err
-}
-
-// redactedURL is the endpoint without a password.
-func (e *otlpExporter) redactedURL() string {
-	u, err := url.Parse(e.cfg.url)
-	if err != nil {
-		return "the OTLP endpoint"
-	}
-	return u.Redacted()
 }
 
 // parseRetryAfter reads a Retry-After header: seconds or an HTTP date. Anything else is 0.

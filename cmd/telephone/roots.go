@@ -17,6 +17,17 @@ import (
 
 var fallbackRootsOnce sync.Once
 
+// installRoots is installFallbackRoots; a test counts its calls.
+var installRoots = installFallbackRoots
+
+// rootsFor installs the fallback roots if c dials TLS anywhere: at start-up, and again at each
+// reload, which may switch the backend to https.
+func rootsFor(c Config) {
+	if c.dialsTLS() {
+		installRoots() // used only where the system has no roots
+	}
+}
+
 // installFallbackRoots makes the embedded roots crypto/x509's fallback; calling it again does
 // nothing (x509.SetFallbackRoots may be called only once per process).
 func installFallbackRoots() {
@@ -38,12 +49,12 @@ func installFallbackRoots() {
 }
 
 // dialsTLS reports whether the configuration may open a TLS connection: to Plugboard or its
-// API, to the backend (HTTP or WebSocket), or to an OTLP collector (whose exporter also reads
-// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, so any exporter counts).
+// API, to the backend (HTTP or WebSocket), or to an OTLP collector (the URL the exporter
+// resolved from the OTEL_EXPORTER_OTLP_* variables).
 func (c Config) dialsTLS() bool {
 	tls := func(u string) bool {
 		u = strings.ToLower(u)
 		return strings.HasPrefix(u, "wss://") || strings.HasPrefix(u, "https://")
 	}
-	return tls(c.PlugboardURL) || tls(c.APIURL) || tls(c.backendURL()) || c.OTLPEndpoint != ""
+	return tls(c.PlugboardURL) || tls(c.APIURL) || tls(c.backendURL()) || (c.otlp != nil && tls(c.otlp.url))
 }

@@ -103,21 +103,19 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 		r.store, store = s, s
 	}
 	reg := newRegistry()
-	if cfg.dialsTLS() {
-		installFallbackRoots() // used only where the system has no roots (roots.go)
-	}
+	rootsFor(cfg)
 	opts := cfg.options(log, store, reg)
 	if cfg.InspectAddr != "" {
 		insp, err := startInspect(cfg.InspectAddr, cfg.backendURL(), cfg.InspectUnmask, log)
 		if err != nil {
 			log.Error("cannot start the request inspector", slog.String("addr", cfg.InspectAddr), slog.Any("error", err))
-			r.closeStore()
+			r.release()
 			return nil, exitFail
 		}
 		r.insp = insp
 		opts = append(opts, telephone.WithObserver(insp.ins))
 	}
-	if cfg.OTLPEndpoint != "" {
+	if cfg.otlp != nil { // loadConfig sets it when OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is
 		tp := startTracing(cfg, log)
 		r.tp = tp
 		opts = append(opts, telephone.WithTracerProvider(tp))
@@ -125,24 +123,25 @@ func startRunner(cfg Config, log *slog.Logger, level *slog.LevelVar) (*runner, i
 	client, err := telephone.New(cfg.PlugboardURL, opts...)
 	if err != nil {
 		log.Error("invalid configuration", slog.Any("error", err))
-		r.abort()
+		r.release()
 		return nil, exitConfig
 	}
 	r.client = client
 	limit := setSoftMemoryLimit(cfg.MemoryBudget, os.Getenv("GOMEMLIMIT"))
-	r.trim = startTrimmer(log, trimEvery)
+	r.trim = startTrimmer(log)
 	log.Debug("memory", slog.Int64("budget", cfg.MemoryBudget), slog.Int64("soft_limit", limit))
+	info := readBuildInfo()
 	if addr := cfg.opsAddr(); addr != "" {
-		srv, err := startOps(addr, newOps(client.Status, reg, readBuildInfo(), time.Now()).handler(), log)
+		srv, err := startOps(addr, newOps(client.Status, reg, info, time.Now()).handler(), log)
 		if err != nil {
 			log.Error("cannot start the operations server", slog.String("addr", addr), slog.Any("error", err))
-			r.abort()
+			r.release()
 			return nil, exitFail
 		}
 		r.ops = srv
 		log.Info("operations server listening", slog.String("addr", srv.addr.String()), slog.String("url", srv.url()))
 	}
-	log.Info("telephone starting", slog.String("version", readBuildInfo().Version),
+	log.Info("telephone starting", slog.String("version", info.Version),
 		slog.String("plugboard", transport.Redact(cfg.PlugboardURL)), slog.String("backend", transport.Redact(cfg.backendURL())),
 		slog.String("token_store", storeName(cfg)))
 	return r, exitOK
@@ -233,25 +232,23 @@ func (r *runner) exitFor(err error) int {
 	return exitFail
 }
 
-// finish stops the operations server and closes the token store, then returns code.
+// finish releases what the runner holds, then returns code.
 func (r *runner) finish(code int) int {
+	r.release()
+	r.log.Info("telephone stopped", slog.Int("exit_code", code))
+	return code
+}
+
+// release stops whatever startRunner has started so far (the trimmer, the operations server,
+// the inspector, tracing) and closes the token store: at the end, or when start-up fails
+// half-way.
+func (r *runner) release() {
 	if r.trim != nil {
 		r.trim.stop()
 	}
 	if r.ops != nil {
 		r.ops.stop()
 	}
-	if r.insp != nil {
-		r.insp.stop()
-	}
-	r.stopTracing()
-	r.closeStore()
-	r.log.Info("telephone stopped", slog.Int("exit_code", code))
-	return code
-}
-
-// abort releases what startRunner opened before it failed.
-func (r *runner) abort() {
 	if r.insp != nil {
 		r.insp.stop()
 	}
@@ -299,6 +296,7 @@ func (r *runner) reload(next Config, errs []error) {
 		return
 	}
 	cand := r.cfg.withLive(&next, live)
+	rootsFor(cand) // the backend may now be https
 	changed, needRestart, err := r.client.Reload(cand.liveOptions()...)
 	if err != nil {
 		r.log.Error("reload: the client refused the new settings; nothing changed", slog.Any("error", err))

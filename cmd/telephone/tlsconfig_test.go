@@ -1,8 +1,11 @@
 package main
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/verastack/telephone"
 )
 
 // writeCert writes a certificate (for 127.0.0.1, signed by a private CA) and its key as PEM files.
@@ -67,7 +70,8 @@ func TestFallbackRootsOnlyForTLS(t *testing.T) {
 		{"wss Plugboard", Config{PlugboardURL: "WSS://p/telephone/websocket", BackendURL: "http://b:8080"}, true},
 		{"https backend", Config{PlugboardURL: "ws://p/telephone/websocket", BackendScheme: "https", BackendHost: "b", BackendPort: 443}, true},
 		{"https vending API", Config{PlugboardURL: "ws://p/telephone/websocket", APIURL: "https://p", BackendURL: "http://b"}, true},
-		{"OTLP exporter", Config{PlugboardURL: "ws://p/telephone/websocket", BackendURL: "http://b", OTLPEndpoint: "http://c:4318"}, true},
+		{"OTLP over http", Config{PlugboardURL: "ws://p/telephone/websocket", BackendURL: "http://b", otlp: defaultOTLPConfig("http://c:4318")}, false},
+		{"OTLP over https", Config{PlugboardURL: "ws://p/telephone/websocket", BackendURL: "http://b", otlp: defaultOTLPConfig("https://c:4318")}, true},
 	} {
 		if got := tc.cfg.dialsTLS(); got != tc.want {
 			t.Errorf("%s: dialsTLS = %v, want %v", tc.name, got, tc.want)
@@ -75,4 +79,34 @@ func TestFallbackRootsOnlyForTLS(t *testing.T) {
 	}
 	installFallbackRoots()
 	installFallbackRoots() // x509.SetFallbackRoots would panic on a second call
+}
+
+// TestReloadToHTTPSInstallsRoots: a SIGHUP that switches the backend to https installs the
+// fallback roots, which a start with an http backend did not need (a FROM scratch image would
+// otherwise fail every request with an unknown authority). Not parallel: it swaps installRoots.
+func TestReloadToHTTPSInstallsRoots(t *testing.T) {
+	installs := 0
+	defer func(f func()) { installRoots = f }(installRoots)
+	installRoots = func() { installs++ }
+	cfg, errs := load(base("BACKEND_URL", "http://b:8080"), nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	client, err := telephone.New(cfg.PlugboardURL, cfg.options(discard, nil, newRegistry())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{cfg: cfg, log: discard, level: new(slog.LevelVar), client: client}
+	rootsFor(cfg)
+	if installs != 0 {
+		t.Fatalf("roots installed for ws:// and http://")
+	}
+	next, errs := load(base("BACKEND_URL", "https://b"), nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	r.reload(next, nil)
+	if installs != 1 || r.cfg.backendURL() != "https://b" {
+		t.Errorf("after a reload to https: %d installs, backend %q", installs, r.cfg.backendURL())
+	}
 }
