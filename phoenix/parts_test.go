@@ -150,3 +150,36 @@ func TestSocketWritesParts(t *testing.T) {
 		}
 	})
 }
+
+// TestSocketCloseReleasesQueuedParts: parts queued behind a write that never ends are given
+// back when the socket stops, and a SendParts after that is refused with its parts released:
+// a caller that counts bytes by its parts (telephone's memory budget) gets every one back.
+func TestSocketCloseReleasesQueuedParts(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		conn := newFakeConn()
+		s := NewSocket(conn, noHeartbeat)
+		srv := &fakeServer{t: t, conn: conn}
+		c := joinChannel(t, s, srv, nil)
+		if err := c.Send(t.Context(), "stuck", nil); err != nil { // nobody reads it: the writer blocks
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		var rel released
+		if err := c.SendParts(t.Context(), "big", byteParts(`{"x":"`, `aa`, `bb"}`), rel.release); err != nil {
+			t.Fatal(err)
+		}
+		s.Close(1000, "")
+		<-s.Done()
+		if got := rel.String(); got != `{"x":"|aa|bb"}` {
+			t.Fatalf("queued parts released at close: %q, want all three", got)
+		}
+		var late released
+		if err := c.SendParts(t.Context(), "late", byteParts(`{"y":`, `1}`), late.release); err == nil {
+			t.Fatal("SendParts after the socket stopped succeeded")
+		}
+		if got := late.String(); got != `{"y":|1}` {
+			t.Fatalf("refused parts released: %q", got)
+		}
+	})
+}

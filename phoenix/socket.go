@@ -105,9 +105,10 @@ type Socket struct {
 	refs    atomic.Uint64  // last ref handed out
 	wg      sync.WaitGroup // writer, heartbeat and delivery goroutines; joined by the reader
 
-	wmu     sync.Mutex // guards queue and writing
+	wmu     sync.Mutex // guards queue, writing and closed
 	queue   []frame    // encoded text frames waiting for the writer, in order
 	writing bool       // a goroutine (the writer or an inline sender) is writing
+	closed  bool       // the socket has stopped and its queue was dropped
 	texts   [][]byte   // scratch for write; used only by the goroutine writing
 
 	mu       sync.Mutex // guards err, pending and channels
@@ -238,7 +239,21 @@ func (s *Socket) readLoop() {
 		s.handleFrame(binary, data)
 	}
 	s.wg.Wait()
+	s.dropQueued()
 	close(s.done)
+}
+
+// dropQueued releases the frames the writer will never write (the socket stopped with them
+// queued) and makes later enqueues fail: a SendParts caller gets every part back.
+func (s *Socket) dropQueued() {
+	s.wmu.Lock()
+	s.closed = true
+	queued := s.queue
+	s.queue = nil
+	s.wmu.Unlock()
+	for i := range queued {
+		queued[i].drop()
+	}
 }
 
 func (s *Socket) handleFrame(binary bool, data []byte) {
@@ -490,6 +505,10 @@ func (s *Socket) enqueueFrame(ctx context.Context, data frame) (err error) {
 		return waitErr(ctx)
 	}
 	s.wmu.Lock()
+	if s.closed { // the writer and dropQueued are done: nobody would write or drop it
+		s.wmu.Unlock()
+		return closedErr(s.Err())
+	}
 	s.queue = append(s.queue, data)
 	idle := !s.writing
 	s.wmu.Unlock()
