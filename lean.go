@@ -108,11 +108,9 @@ func (t *leanTransport) proxied(r *http.Request) bool {
 }
 
 // replayable reports whether r may be sent again after a reused connection failed before
-// any response byte: an idempotent method (or an Idempotency-Key) and a body it can rebuild.
+// any response byte: an idempotent method, or an Idempotency-Key. (Whether its body can be
+// rebuilt is rewindBody's to say.)
 func replayable(r *http.Request) bool {
-	if r.Body != nil && r.Body != http.NoBody && r.GetBody == nil {
-		return false
-	}
 	switch r.Method {
 	case "GET", "HEAD", "OPTIONS", "TRACE":
 		return true

@@ -2,7 +2,6 @@ package telephone
 
 import (
 	"net/http"
-	"net/url"
 	"sync/atomic"
 	"time"
 )
@@ -115,8 +114,9 @@ func (wc *wsConn) observeOpen(protocol string) {
 		return
 	}
 	t := &wsTraffic{start: time.Now()}
+	// The URL never holds user information: it is built from the backend's host (ws_backend.go).
 	t.done = o.ObserveWebSocket(&ObservedWebSocket{
-		ID: wc.id, Session: wc.s.observedID(), URL: redactedURL(wc.t.url), Protocol: protocol,
+		ID: wc.id, Session: wc.s.observedID(), URL: wc.t.url, Protocol: protocol,
 		Header: wc.t.header.Clone(), Start: t.start,
 	})
 	if t.done != nil {
@@ -151,16 +151,6 @@ func (wc *wsConn) observeEnd(e *wsEnd) {
 	}
 	t.done(&ObservedWebSocketEnd{Code: e.code, Reason: reason, Duration: time.Since(t.start),
 		FramesIn: t.framesIn.Load(), BytesIn: t.bytesIn.Load(), FramesOut: t.framesOut.Load(), BytesOut: t.bytesOut.Load()})
-}
-
-// redactedURL drops user information from a backend URL.
-func redactedURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	u.User = nil
-	return u.String()
 }
 
 // observedID is the session's number as observers and traces see it: its slot, as in the
