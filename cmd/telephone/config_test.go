@@ -295,6 +295,7 @@ func TestConfigErrors(t *testing.T) {
 		{"response size", base("MAX_RESPONSE_SIZE", "0"), nil, nil, []string{"MAX_RESPONSE_SIZE: must be between 1 and 1073741824, got 0 (from environment)"}},
 		{"response size negative", base("MAX_RESPONSE_SIZE", "-5"), nil, nil, []string{"MAX_RESPONSE_SIZE: must be between 1 and 1073741824, got -5 (from environment)"}},
 		{"chunk size", base("CHUNK_SIZE", "3"), nil, nil, []string{"CHUNK_SIZE: must be between 4 and 1073741824, got 3 (from environment)"}},
+		{"memory budget below 1 MiB", base("MEMORY_BUDGET", "1000"), nil, nil, []string{"MEMORY_BUDGET: must be 0 (no budget) or at least 1048576 (1 MiB), got 1000 (from environment)"}},
 		{"chunk above response", base("CHUNK_SIZE", "2000", "MAX_RESPONSE_SIZE", "1000"), nil, nil, []string{"CHUNK_SIZE: must not exceed MAX_RESPONSE_SIZE (1000), got 2000"}},
 		{"request body", base("MAX_REQUEST_BODY_SIZE", "2GB"), nil, nil, []string{`MAX_REQUEST_BODY_SIZE: not an integer: "2GB" (from environment)`}},
 		{"concurrency", base("MAX_CONCURRENT_REQUESTS", "0"), nil, nil, []string{"MAX_CONCURRENT_REQUESTS: must be between 1 and 1000000, got 0 (from environment)"}},

@@ -73,7 +73,7 @@ var settings = []setting{
 	intSetting("MAX_RESPONSE_SIZE", "max-response-size", strconv.Itoa(telephone.DefaultMaxResponseSize), true, true, "largest backend response body in bytes (502 above)", int64Field(func(c *Config) *int64 { return &c.MaxResponseSize }, 1, maxSize)),
 	intSetting("CHUNK_SIZE", "chunk-size", strconv.Itoa(telephone.DefaultChunkSize), true, false, "response chunk size in bytes", intField(func(c *Config) *int { return &c.ChunkSize }, 4, maxSize)),
 	intSetting("MAX_REQUEST_BODY_SIZE", "max-request-body-size", strconv.Itoa(telephone.DefaultMaxRequestBody), false, true, "largest request body in bytes (413 above)", int64Field(func(c *Config) *int64 { return &c.MaxRequestBody }, 1, maxSize)),
-	intSetting("MEMORY_BUDGET", "memory-budget", strconv.Itoa(telephone.DefaultMemoryBudget), false, false, "body bytes in flight at once (503 after QUEUE_WAIT above); 0 disables; sets the soft GOMEMLIMIT to it + 32 MiB unless GOMEMLIMIT is set", int64Field(func(c *Config) *int64 { return &c.MemoryBudget }, 0, 1<<40)),
+	intSetting("MEMORY_BUDGET", "memory-budget", strconv.Itoa(telephone.DefaultMemoryBudget), false, false, "body bytes in flight at once (503 after QUEUE_WAIT above); 0 disables; sets the soft GOMEMLIMIT to it + 32 MiB unless GOMEMLIMIT is set", setMemoryBudget),
 	intSetting("MAX_CONCURRENT_REQUESTS", "max-concurrent-requests", strconv.Itoa(telephone.DefaultMaxConcurrent), false, false, "requests forwarded at once", intField(func(c *Config) *int { return &c.MaxConcurrent }, 1, 1_000_000)),
 	durSetting("QUEUE_WAIT", "queue-wait", telephone.DefaultQueueWait, false, false, "how long a request waits for a free slot (503 after it; 0: no waiting)", func(c *Config) *time.Duration { return &c.QueueWait }, 0, time.Minute),
 	{name: "RATE_LIMIT", flag: "rate-limit", def: "off", live: true, help: "requests per second (token bucket; 429 above; off disables)", set: setRateLimit},
@@ -150,6 +150,17 @@ func intField(field func(*Config) *int, min, max int64) func(*Config, string) er
 
 func int64Field(field func(*Config) *int64, min, max int64) func(*Config, string) error {
 	return parsedField(field, func(v string) (int64, error) { return parseInt(v, min, max) })
+}
+
+// setMemoryBudget accepts 0 (no budget) or what WithMemoryBudget takes: 1 MiB to 1 TiB.
+func setMemoryBudget(c *Config, v string) error {
+	if err := int64Field(func(c *Config) *int64 { return &c.MemoryBudget }, 0, 1<<40)(c, v); err != nil {
+		return err
+	}
+	if c.MemoryBudget > 0 && c.MemoryBudget < 1<<20 {
+		return fmt.Errorf("must be 0 (no budget) or at least 1048576 (1 MiB), got %d", c.MemoryBudget)
+	}
+	return nil
 }
 
 func setSecret(dst *string, v string, minLen int) error {
