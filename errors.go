@@ -21,7 +21,8 @@ var (
 	ErrTokenRevoked = errors.New("telephone: token revoked by Plugboard")
 	// ErrAlreadyRunning is returned by Run when the Client is already running.
 	ErrAlreadyRunning = errors.New("telephone: client is already running")
-	// ErrClientClosed is returned by Run after Shutdown has been called.
+	// ErrClientClosed is returned by Run when the Client has already run and been shut down
+	// (a Client is not reused). A Shutdown before the first Run makes that Run return nil.
 	ErrClientClosed = errors.New("telephone: client has been shut down")
 	// ErrHeartbeatTimeout means Plugboard stopped acknowledging the app-level heartbeat, so
 	// the session was declared dead and reconnected.

@@ -125,13 +125,17 @@ func checkSocketURL(raw string) (*url.URL, error) {
 
 // Run connects to Plugboard, joins the path named by the token and serves requests until
 // Shutdown completes or ctx is cancelled; it reconnects after every failure, the first connect
-// included. It returns nil after Shutdown or cancellation, and an error only for what retrying
-// cannot fix: every token refused (ErrTokenRefused) or no usable token (ErrNoToken).
+// included. It returns nil after Shutdown or cancellation (also when Shutdown came before Run
+// started: a stop asked for at start-up), and an error only for what retrying cannot fix:
+// every token refused (ErrTokenRefused) or no usable token (ErrNoToken).
 // Cancelling ctx stops at once and cancels in-flight requests; Shutdown drains them first.
 func (c *Client) Run(ctx context.Context) error {
 	workCtx, cancel := context.WithCancel(ctx)
 	if err := c.begin(cancel); err != nil {
 		cancel()
+		if err == errShutDownFirst {
+			return nil
+		}
 		return err
 	}
 	var workers sync.WaitGroup
@@ -156,11 +160,18 @@ func (c *Client) Run(ctx context.Context) error {
 	return err
 }
 
+// errShutDownFirst is begin's answer when Shutdown came before the first Run.
+var errShutDownFirst = errors.New("telephone: shut down before Run started")
+
 func (c *Client) begin(cancel context.CancelFunc) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	select {
 	case <-c.shutdownCh:
+		if !c.started {
+			c.started = true // a later Run is a reuse: ErrClientClosed
+			return errShutDownFirst
+		}
 		return ErrClientClosed
 	default:
 	}

@@ -84,10 +84,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(addr 
 		if err := client.Shutdown(shutdownCtx); err != nil {
 			log.Warn("tunnel shutdown", slog.Any("error", err))
 		}
-		// Run returns ErrClientClosed when Shutdown came before it started: nothing to report.
-		if err = <-ran; errors.Is(err, telephone.ErrClientClosed) {
-			err = nil
-		}
+		err = <-ran // nil: the stop was asked for (also when Shutdown came before Run started)
 	case err = <-ran: // Run stops by itself only for what retrying cannot fix
 	}
 	_ = local.Shutdown(shutdownCtx)

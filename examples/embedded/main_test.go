@@ -132,7 +132,7 @@ func TestHealthzBeforeJoin(t *testing.T) {
 }
 
 // TestStopBeforeRunStarts stops the program before the tunnel's Run has begun (a SIGTERM at
-// start-up): Shutdown comes first, Run answers ErrClientClosed, and that is a clean stop.
+// start-up): Shutdown comes first, and Run answers nil: a clean stop.
 func TestStopBeforeRunStarts(t *testing.T) {
 	plugboard, tok := newPlugboard(t)
 	ctx, stop := context.WithCancel(context.Background())

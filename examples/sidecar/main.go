@@ -133,10 +133,7 @@ func serve(ctx context.Context, client *telephone.Client, load func() (func(stri
 			if err := client.Shutdown(shutdownCtx); err != nil {
 				log.Warn("shutdown", slog.Any("error", err))
 			}
-			if err := <-ran; !errors.Is(err, telephone.ErrClientClosed) { // Shutdown came before Run
-				return err
-			}
-			return nil
+			return <-ran // nil after Shutdown
 		}
 	}
 }

@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -51,10 +50,7 @@ func run(ctx context.Context, plugboardURL, token string, log *slog.Logger) erro
 	if err := client.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", slog.Any("error", err))
 	}
-	if err := <-ran; !errors.Is(err, telephone.ErrClientClosed) { // ErrClientClosed: Shutdown came first
-		return err
-	}
-	return nil
+	return <-ran // nil after Shutdown
 }
 
 // newHandler is the API under test: a key-value store of notes.

@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -61,9 +60,7 @@ func run(ctx context.Context, plugboardURL, token string, log *slog.Logger) erro
 		if err := client.Shutdown(shutdownCtx); err != nil { // closes the proxied WebSockets too
 			log.Warn("shutdown", slog.Any("error", err))
 		}
-		if err = <-ran; errors.Is(err, telephone.ErrClientClosed) { // Shutdown came before Run
-			err = nil
-		}
+		err = <-ran // nil after Shutdown
 	}
 	room.wait()
 	return err
