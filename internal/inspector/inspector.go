@@ -189,7 +189,9 @@ func (in *Inspector) add(e *entry) {
 	in.byID[e.id] = e
 	in.bytes += e.cost
 	in.evictLocked()
-	in.broadcastLocked(in.entryEvent(e))
+	if len(in.subs) > 0 { // no page open: nothing to build (a page that opens gets a snapshot)
+		in.broadcastLocked(in.entryEvent(e))
+	}
 }
 
 // update applies f to e if it is still kept, re-accounts its bytes and tells the page.
@@ -203,7 +205,9 @@ func (in *Inspector) update(e *entry, f func()) {
 	in.bytes -= e.cost
 	e.cost = e.computeCost()
 	in.bytes += e.cost
-	in.broadcastLocked(in.entryEvent(e))
+	if len(in.subs) > 0 {
+		in.broadcastLocked(in.entryEvent(e))
+	}
 	in.evictLocked()
 }
 
@@ -214,7 +218,9 @@ func (in *Inspector) evictLocked() {
 		in.entries = in.entries[1:]
 		delete(in.byID, old.id)
 		in.bytes -= old.cost
-		in.broadcastLocked(event{name: "remove", data: []byte(strconv.FormatUint(old.id, 10))})
+		if len(in.subs) > 0 {
+			in.broadcastLocked(event{name: "remove", data: strconv.AppendUint(nil, old.id, 10)})
+		}
 	}
 }
 

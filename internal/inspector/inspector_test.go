@@ -385,3 +385,43 @@ func TestPageAndHostCheck(t *testing.T) {
 		res.Body.Close()
 	}
 }
+
+// TestPageOpenedLaterSeesEarlierRequests: with no page open no events are built, so a page
+// opened later must get every kept entry, in its latest state, from the snapshot.
+func TestPageOpenedLaterSeesEarlierRequests(t *testing.T) {
+	t.Parallel()
+	in := New(Options{MaxEntries: 3})
+	srv := httptest.NewServer(in.Handler())
+	defer srv.Close()
+	for _, p := range []string{"/evicted", "/a", "/b"} {
+		request(in, "GET", p, "", "", nil, 200, "ok")
+	}
+	done := in.ObserveRequest(&telephone.ObservedRequest{Method: "POST", Path: "/pending", Query: "x=1&token=t", Start: time.Now()})
+
+	res, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	s := sse{bufio.NewReader(res.Body)}
+	if name, _ := s.next(t); name != "reset" {
+		t.Fatalf("first event %q", name)
+	}
+	want := []summary{{ID: 2, Target: "/a", Status: 200}, {ID: 3, Target: "/b", Status: 200},
+		{ID: 4, Target: "/pending?x=1&token=" + masked, Pending: true}}
+	for _, w := range want {
+		name, data := s.next(t)
+		var sum summary
+		if err := json.Unmarshal([]byte(data), &sum); err != nil || name != "entry" ||
+			sum.ID != w.ID || sum.Target != w.Target || sum.Status != w.Status || sum.Pending != w.Pending {
+			t.Fatalf("snapshot: %s %s, want %+v", name, data, w)
+		}
+	}
+	done(&telephone.ObservedResponse{Status: 204})
+	name, data := s.next(t)
+	var sum summary
+	if err := json.Unmarshal([]byte(data), &sum); err != nil || name != "entry" || sum.ID != 4 || sum.Pending || sum.Status != 204 {
+		t.Fatalf("update after the snapshot: %s %s", name, data)
+	}
+	in.Close()
+}
