@@ -92,7 +92,7 @@ func (in *Inspector) servePage(w http.ResponseWriter, _ *http.Request) {
 	var buf bytes.Buffer
 	err := page.Execute(&buf, map[string]any{
 		"MaxEntries": in.opt.MaxEntries, "MaxBytes": in.opt.MaxBytes, "BodyLimit": int64(in.opt.BodyLimit),
-		"Masked": !in.opt.ShowSecrets, "Replay": in.backend.Load() != nil,
+		"Masked": !in.opt.ShowSecrets,
 	})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
