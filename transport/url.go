@@ -145,28 +145,7 @@ func redactLoose(s string) string {
 
 // redactQuery replaces the value of every token-like parameter in a raw query,
 // keeping the order of the parameters and their separators ('&' and ';').
-func redactQuery(q string) string {
-	if q == "" {
-		return q
-	}
-	var b strings.Builder
-	b.Grow(len(q))
-	for q != "" {
-		end := strings.IndexAny(q, "&;")
-		part, sep := q, ""
-		if end >= 0 {
-			part, sep, q = q[:end], q[end:end+1], q[end+1:]
-		} else {
-			q = ""
-		}
-		if key, _, ok := strings.Cut(part, "="); ok && secretkey.Is(key) {
-			part = key + "=" + redacted
-		}
-		b.WriteString(part)
-		b.WriteString(sep)
-	}
-	return b.String()
-}
+func redactQuery(q string) string { return secretkey.MaskQuery(q, redacted) }
 
 // isTokenKey reports whether a raw query key names the token parameter.
 func isTokenKey(key string) bool {

@@ -189,7 +189,9 @@ func (in *Inspector) add(e *entry) {
 	in.byID[e.id] = e
 	in.bytes += e.cost
 	in.evictLocked()
-	in.broadcastLocked(event{name: "entry", data: in.summaryLocked(e)})
+	if len(in.subs) > 0 { // no page open: nothing to build (a page that opens gets a snapshot)
+		in.broadcastLocked(in.entryEvent(e))
+	}
 }
 
 // update applies f to e if it is still kept, re-accounts its bytes and tells the page.
@@ -203,7 +205,9 @@ func (in *Inspector) update(e *entry, f func()) {
 	in.bytes -= e.cost
 	e.cost = e.computeCost()
 	in.bytes += e.cost
-	in.broadcastLocked(event{name: "entry", data: in.summaryLocked(e)})
+	if len(in.subs) > 0 {
+		in.broadcastLocked(in.entryEvent(e))
+	}
 	in.evictLocked()
 }
 
@@ -214,7 +218,9 @@ func (in *Inspector) evictLocked() {
 		in.entries = in.entries[1:]
 		delete(in.byID, old.id)
 		in.bytes -= old.cost
-		in.broadcastLocked(event{name: "remove", data: []byte(strconv.FormatUint(old.id, 10))})
+		if len(in.subs) > 0 {
+			in.broadcastLocked(event{name: "remove", data: strconv.AppendUint(nil, old.id, 10)})
+		}
 	}
 }
 
@@ -240,15 +246,21 @@ type summary struct {
 	RespSize int64   `json:"resp_size"`
 }
 
-func (in *Inspector) summaryLocked(e *entry) []byte {
+// summaryOf is e's row; the caller holds in.mu.
+func (in *Inspector) summaryOf(e *entry) summary {
 	s := summary{ID: e.id, Kind: e.kind, Session: e.session, Start: e.start.Format("15:04:05.000"), Pending: e.pending,
 		Method: e.method, Target: in.target(e), Status: e.status, Millis: float64(e.duration.Microseconds()) / 1000,
 		ReqSize: int64(e.reqBody.size), RespSize: int64(e.respBody.size)}
 	if e.kind == "ws" {
 		s.ReqSize, s.RespSize = e.bytesIn, e.bytesOut
 	}
-	b, _ := json.Marshal(s)
-	return b
+	return s
+}
+
+// entryEvent is the event that shows e's row on a page; the caller holds in.mu.
+func (in *Inspector) entryEvent(e *entry) event {
+	b, _ := json.Marshal(in.summaryOf(e)) // strings, integers, bools and a finite float: cannot fail
+	return event{name: "entry", data: b}
 }
 
 func (in *Inspector) target(e *entry) string {

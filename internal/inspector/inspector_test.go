@@ -83,26 +83,38 @@ func TestEvictedPendingEntryIsNotUpdated(t *testing.T) {
 func TestMasking(t *testing.T) {
 	t.Parallel()
 	h := http.Header{"Authorization": {"Bearer s3cret"}, "Cookie": {"a=1; b=2"}, "Set-Cookie": {"sid=xyz; Path=/; HttpOnly"},
-		"X-Api-Key": {"k"}, "Accept": {"text/html"}}
+		"X-Api-Key": {"k"}, "Accept": {"text/html"}, "X-Goog-Api-Key": {"g"}, "Private-Token": {"p"}, "X-Vault-Token": {"v"},
+		"X-Amz-Security-Token": {"a"}, "X-Hub-Signature-256": {"sha256=h"},
+		"Www-Authenticate": {`Bearer realm="api", error="invalid_token"`}, "Access-Control-Allow-Credentials": {"true"},
+		"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
 	got := map[string]string{}
 	for _, l := range showHeaders(h, false) {
 		got[l.Name] = l.Value
 	}
 	want := map[string]string{"Authorization": "Bearer " + masked, "Cookie": "a=" + masked + "; b=" + masked,
-		"Set-Cookie": "sid=" + masked + "; Path=/; HttpOnly", "X-Api-Key": masked, "Accept": "text/html"}
+		"Set-Cookie": "sid=" + masked + "; Path=/; HttpOnly", "X-Api-Key": masked, "Accept": "text/html",
+		// token-like names beyond the fixed list are masked too ...
+		"X-Goog-Api-Key": masked, "Private-Token": masked, "X-Vault-Token": masked, "X-Amz-Security-Token": masked,
+		"X-Hub-Signature-256": masked,
+		// ... but not the public headers whose names merely look like it
+		"Www-Authenticate": `Bearer realm="api", error="invalid_token"`, "Access-Control-Allow-Credentials": "true",
+		"Sec-Websocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s shown as %q, want %q", k, got[k], v)
 		}
 	}
-	if l := showHeaders(h, true); l[1].Name != "Authorization" || l[1].Value != "Bearer s3cret" || l[1].Masked {
-		t.Errorf("ShowSecrets: %+v", l[1])
+	for _, l := range showHeaders(h, true) {
+		if l.Masked || l.Value != h.Get(l.Name) {
+			t.Errorf("ShowSecrets: %+v", l)
+		}
 	}
 	for q, want := range map[string]string{
 		"a=1&token=abc&access_token=x&API_KEY=k&x":  "a=1&token=" + masked + "&access_token=" + masked + "&API_KEY=" + masked + "&x",
 		"my%5Fsecret=1&page=2":                      "my%5Fsecret=" + masked + "&page=2",
 		"password":                                  "password",
 		"private_key=1&x-api-key=2&sessionid=3&q=4": "private_key=" + masked + "&x-api-key=" + masked + "&sessionid=" + masked + "&q=4",
+		"a=1;token=abc&b=2;sig=s":                   "a=1;token=" + masked + "&b=2;sig=" + masked, // ';' separates as transport.Redact splits
 	} {
 		if got := maskQuery(q, false); got != want {
 			t.Errorf("maskQuery(%q) = %q, want %q", q, got, want)
@@ -384,4 +396,44 @@ func TestPageAndHostCheck(t *testing.T) {
 	} else {
 		res.Body.Close()
 	}
+}
+
+// TestPageOpenedLaterSeesEarlierRequests: with no page open no events are built, so a page
+// opened later must get every kept entry, in its latest state, from the snapshot.
+func TestPageOpenedLaterSeesEarlierRequests(t *testing.T) {
+	t.Parallel()
+	in := New(Options{MaxEntries: 3})
+	srv := httptest.NewServer(in.Handler())
+	defer srv.Close()
+	for _, p := range []string{"/evicted", "/a", "/b"} {
+		request(in, "GET", p, "", "", nil, 200, "ok")
+	}
+	done := in.ObserveRequest(&telephone.ObservedRequest{Method: "POST", Path: "/pending", Query: "x=1&token=t", Start: time.Now()})
+
+	res, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	s := sse{bufio.NewReader(res.Body)}
+	if name, _ := s.next(t); name != "reset" {
+		t.Fatalf("first event %q", name)
+	}
+	want := []summary{{ID: 2, Target: "/a", Status: 200}, {ID: 3, Target: "/b", Status: 200},
+		{ID: 4, Target: "/pending?x=1&token=" + masked, Pending: true}}
+	for _, w := range want {
+		name, data := s.next(t)
+		var sum summary
+		if err := json.Unmarshal([]byte(data), &sum); err != nil || name != "entry" ||
+			sum.ID != w.ID || sum.Target != w.Target || sum.Status != w.Status || sum.Pending != w.Pending {
+			t.Fatalf("snapshot: %s %s, want %+v", name, data, w)
+		}
+	}
+	done(&telephone.ObservedResponse{Status: 204})
+	name, data := s.next(t)
+	var sum summary
+	if err := json.Unmarshal([]byte(data), &sum); err != nil || name != "entry" || sum.ID != 4 || sum.Pending || sum.Status != 204 {
+		t.Fatalf("update after the snapshot: %s %s", name, data)
+	}
+	in.Close()
 }

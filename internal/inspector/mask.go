@@ -13,25 +13,31 @@ import (
 // masked replaces a secret value on the page.
 const masked = "••••••"
 
-// secretHeaders have values masked on the page.
+// secretHeaders have values masked on the page, as do headers whose names look secret by the
+// rule of query parameters (X-Goog-Api-Key, Private-Token, X-Vault-Token, ...).
 var secretHeaders = map[string]bool{
 	"Authorization": true, "Proxy-Authorization": true, "Cookie": true, "Set-Cookie": true,
 	"X-Api-Key": true, "X-Auth-Token": true, "X-Csrf-Token": true, "X-Xsrf-Token": true,
 }
 
+// publicHeaders look secret by name but carry public values: authentication challenges, a
+// boolean, the WebSocket handshake nonce, public key hashes.
+var publicHeaders = map[string]bool{
+	"Www-Authenticate": true, "Proxy-Authenticate": true, "Access-Control-Allow-Credentials": true,
+	"Sec-Websocket-Key": true, "Public-Key-Pins": true, "Public-Key-Pins-Report-Only": true,
+}
+
+// isSecretHeader reports whether the page masks the values of header k (canonical form).
+func isSecretHeader(k string) bool {
+	return secretHeaders[k] || (!publicHeaders[k] && secretkey.Is(k))
+}
+
 // maskQuery masks the values of token-like parameters, keeping the rest of the query as sent.
 func maskQuery(q string, show bool) string {
-	if show || q == "" {
+	if show {
 		return q
 	}
-	parts := strings.Split(q, "&")
-	for i, p := range parts {
-		name, _, hasValue := strings.Cut(p, "=")
-		if hasValue && secretkey.Is(name) {
-			parts[i] = p[:strings.IndexByte(p, '=')+1] + masked
-		}
-	}
-	return strings.Join(parts, "&")
+	return secretkey.MaskQuery(q, masked)
 }
 
 // maskURL masks the values of token-like parameters in a URL's query.
@@ -90,7 +96,7 @@ func showHeaders(h http.Header, show bool) []headerLine {
 	var out []headerLine
 	for _, k := range names {
 		for _, v := range h[k] {
-			if !show && secretHeaders[k] {
+			if !show && isSecretHeader(k) {
 				out = append(out, headerLine{Name: k, Value: maskValue(k, v), Masked: true})
 				continue
 			}

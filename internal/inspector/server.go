@@ -92,7 +92,7 @@ func (in *Inspector) servePage(w http.ResponseWriter, _ *http.Request) {
 	var buf bytes.Buffer
 	err := page.Execute(&buf, map[string]any{
 		"MaxEntries": in.opt.MaxEntries, "MaxBytes": in.opt.MaxBytes, "BodyLimit": int64(in.opt.BodyLimit),
-		"Masked": !in.opt.ShowSecrets, "Replay": in.backend.Load() != nil,
+		"Masked": !in.opt.ShowSecrets,
 	})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -131,7 +131,7 @@ func (in *Inspector) subscribe() chan event {
 	ch := make(chan event, subscriberBuffer+len(in.entries)+1)
 	ch <- event{name: "reset", data: []byte("{}")}
 	for _, e := range in.entries {
-		ch <- event{name: "entry", data: in.summaryLocked(e)}
+		ch <- in.entryEvent(e)
 	}
 	in.subs[ch] = struct{}{}
 	return ch
@@ -210,8 +210,7 @@ func (in *Inspector) serveEntry(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such entry (it may have been evicted)", http.StatusNotFound)
 		return
 	}
-	var d details
-	_ = json.Unmarshal(in.summaryLocked(e), &d.summary)
+	d := details{summary: in.summaryOf(e)}
 	show := in.opt.ShowSecrets
 	d.Host, d.ReqHeader, d.RespHeader = e.host, showHeaders(e.reqHeader, show), showHeaders(e.respHeader, show)
 	d.WSURL, d.WSProtocol, d.WSReason = maskURL(e.wsURL, show), e.wsProtocol, e.wsReason

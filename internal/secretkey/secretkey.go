@@ -1,5 +1,6 @@
-// Package secretkey is the one rule for which query parameters carry secrets: transport.Redact
-// applies it to URLs in logs, the request inspector to the queries it shows.
+// Package secretkey is the one rule for which query parameters carry secrets, and the one walk
+// that masks them in a raw query: transport.Redact applies it to URLs in logs, the request
+// inspector to the queries it shows (and Is to the header names it shows).
 package secretkey
 
 import (
@@ -31,4 +32,30 @@ func Is(name string) bool {
 		}
 	}
 	return false
+}
+
+// MaskQuery replaces with mask the value of every parameter of the raw query q whose name Is
+// secret, keeping the parameters' order, their encoding and their separators ('&' and ';',
+// which some servers also split on). A parameter without '=' has no value to mask.
+func MaskQuery(q, mask string) string {
+	if q == "" {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q))
+	for q != "" {
+		end := strings.IndexAny(q, "&;")
+		part, sep := q, ""
+		if end >= 0 {
+			part, sep, q = q[:end], q[end:end+1], q[end+1:]
+		} else {
+			q = ""
+		}
+		if key, _, ok := strings.Cut(part, "="); ok && Is(key) {
+			part = key + "=" + mask
+		}
+		b.WriteString(part)
+		b.WriteString(sep)
+	}
+	return b.String()
 }

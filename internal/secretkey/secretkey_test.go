@@ -15,3 +15,21 @@ func TestIs(t *testing.T) {
 		}
 	}
 }
+
+func TestMaskQuery(t *testing.T) {
+	for q, want := range map[string]string{
+		"":                          "",
+		"a=1&b=2":                   "a=1&b=2",
+		"a=1&token=abc&API_KEY=k&x": "a=1&token=*&API_KEY=*&x",
+		"a=1;token=abc;b=2":         "a=1;token=*;b=2",
+		"token=a&sid=b;c=d&":        "token=*&sid=*;c=d&",
+		"my%5Fsecret=1&page=2":      "my%5Fsecret=*&page=2",
+		"token&password=":           "token&password=*",
+		"&&;=x;token==y":            "&&;=x;token=*",
+		"code=1&codec=2":            "code=*&codec=2",
+	} {
+		if got := MaskQuery(q, "*"); got != want {
+			t.Errorf("MaskQuery(%q) = %q, want %q", q, got, want)
+		}
+	}
+}
