@@ -298,9 +298,9 @@ func appendAnyValue(b []byte, v attribute.Value) []byte {
 	case attribute.FLOAT64:
 		return appendDouble(b, v.AsFloat64())
 	case attribute.STRING:
-		return protowire.AppendString(protowire.AppendTag(b, fAnyString, protowire.BytesType), v.AsString())
+		return appendAnyString(b, v.AsString())
 	case attribute.BYTESLICE:
-		return protowire.AppendBytes(protowire.AppendTag(b, fAnyBytes, protowire.BytesType), v.AsByteSlice())
+		return appendBytes(b, fAnyBytes, v.AsByteSlice())
 	case attribute.BOOLSLICE:
 		return appendArray(b, v.AsBoolSlice(), appendBool)
 	case attribute.INT64SLICE:
@@ -308,9 +308,7 @@ func appendAnyValue(b []byte, v attribute.Value) []byte {
 	case attribute.FLOAT64SLICE:
 		return appendArray(b, v.AsFloat64Slice(), appendDouble)
 	case attribute.STRINGSLICE:
-		return appendArray(b, v.AsStringSlice(), func(b []byte, s string) []byte {
-			return protowire.AppendString(protowire.AppendTag(b, fAnyString, protowire.BytesType), s)
-		})
+		return appendArray(b, v.AsStringSlice(), appendAnyString)
 	case attribute.SLICE:
 		return appendArray(b, v.AsSlice(), appendAnyValue)
 	case attribute.MAP:
@@ -329,6 +327,12 @@ func appendArray[T any](b []byte, vs []T, value func([]byte, T) []byte) []byte {
 		}
 		return b
 	})
+}
+
+// appendAnyString writes an AnyValue's string, even "" (a oneof's value is always written,
+// unlike appendString's optional field).
+func appendAnyString(b []byte, s string) []byte {
+	return protowire.AppendString(protowire.AppendTag(b, fAnyString, protowire.BytesType), s)
 }
 
 func appendBool(b []byte, v bool) []byte {
