@@ -69,7 +69,7 @@ func (r *recorder) wait(t *testing.T) {
 	t.Helper()
 	select {
 	case <-r.ended:
-	case <-time.After(10 * time.Second):
+	case <-time.After(waitBound):
 		t.Fatal("the observer was not told of the end")
 	}
 }
@@ -109,7 +109,11 @@ func TestObserverSeesLargeBodies(t *testing.T) {
 	rec.wait(t)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if got := rec.resps[rec.reqs[0].ID]; got == nil || got.Body != big {
+	got := rec.resps[rec.reqs[0].ID]
+	if got == nil {
+		t.Fatal("no response observed")
+	}
+	if got.Body != big {
 		t.Fatalf("observed response body of %d bytes, want %d", len(got.Body), len(big))
 	}
 }
@@ -128,7 +132,7 @@ func TestObserverSeesTimeouts(t *testing.T) {
 	rec.wait(t)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if res := rec.resps[rec.reqs[0].ID]; res.Status != http.StatusGatewayTimeout {
+	if res := rec.resps[rec.reqs[0].ID]; res == nil || res.Status != http.StatusGatewayTimeout {
 		t.Errorf("observed %+v", res)
 	}
 }
@@ -148,6 +152,9 @@ func TestObserverSeesWebSockets(t *testing.T) {
 	rec.wait(t)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
+	if len(rec.wss) != 1 || len(rec.wsEnds) != 1 {
+		t.Fatalf("observed %d connections and %d ends, want 1 and 1", len(rec.wss), len(rec.wsEnds))
+	}
 	ws := rec.wss[0]
 	if !strings.HasSuffix(ws.URL, "/room?x=1") || ws.Protocol != "chat" || ws.Header.Get("Cookie") != "sid=1" || ws.ID == "" {
 		t.Errorf("observed connection %+v", ws)
