@@ -655,32 +655,57 @@ func TestRunReturnsNilWhenItsContextEnds(t *testing.T) {
 	t.Parallel()
 	srv := telephonetest.NewServer()
 	defer srv.Close()
-	tok, err := srv.Mint(telephonetest.NewPathID(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, ctx := range map[string]func() (context.Context, func()){
 		"deadline": func() (context.Context, func()) {
-			return context.WithTimeout(context.Background(), 300*time.Millisecond)
+			d := deadlineOnCue{Context: context.Background(), done: make(chan struct{})}
+			return d, func() { close(d.done) }
 		},
 		"cancelled with a cause": func() (context.Context, func()) {
 			ctx, cancel := context.WithCancelCause(context.Background())
-			time.AfterFunc(300*time.Millisecond, func() { cancel(errors.New("the caller's reason")) })
-			return ctx, func() { cancel(nil) }
+			return ctx, func() { cancel(errors.New("the caller's reason")) }
 		},
 	} {
+		tok, err := srv.Mint(telephonetest.NewPathID(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
 		c, err := telephone.New(srv.SocketURL(), telephone.WithToken(tok.Token), telephone.WithHandler(http.NotFoundHandler()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		runCtx, cancel := ctx()
-		err = c.Run(runCtx)
+		runCtx, end := ctx()
+		done := make(chan error, 1)
+		go func() { done <- c.Run(runCtx) }()
+		// Joined, then the caller's context ends: the path the test is about.
+		wait, cancel := context.WithTimeout(context.Background(), waitBound)
+		if err := srv.WaitJoined(wait, tok.PathID, 1); err != nil {
+			t.Fatalf("%s: join: %v", name, err)
+		}
 		cancel()
-		if err != nil {
+		waitFor(t, func() bool { return joinRecorded(c.Status()) })
+		end()
+		if err := <-done; err != nil {
 			t.Errorf("%s: Run = %v, want nil", name, err)
 		}
 		if st := c.Status(); st.LastError != "" {
 			t.Errorf("%s: Status.LastError = %q", name, st.LastError)
 		}
+	}
+}
+
+// deadlineOnCue is a context whose deadline passes when the test closes done.
+type deadlineOnCue struct {
+	context.Context
+	done chan struct{}
+}
+
+func (d deadlineOnCue) Done() <-chan struct{} { return d.done }
+
+func (d deadlineOnCue) Err() error {
+	select {
+	case <-d.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
 	}
 }
