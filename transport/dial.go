@@ -126,7 +126,7 @@ func Dial(ctx context.Context, plugboardURL string, opts Options) (*Conn, error)
 
 // httpClient returns the client for the handshake and a function releasing
 // its idle connections (a refused upgrade may leave one behind). The connection
-// it dials is stored in dialed (nothing with Options.HTTPClient). Should the
+// it dials is stored in dialed, when not nil (nothing with Options.HTTPClient). Should the
 // transport dial more than once, a batch corks the wrong connection: it is then
 // written message by message, still correctly.
 func (o Options) httpClient(dialed *atomic.Pointer[corkConn]) (*http.Client, func(), error) {
@@ -147,8 +147,8 @@ func (o Options) httpClient(dialed *atomic.Pointer[corkConn]) (*http.Client, fun
 		// One dial per client (no keep-alive): the last connection is the socket's.
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			nc, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
+			if err != nil || dialed == nil {
+				return nc, err
 			}
 			cc := &corkConn{Conn: nc}
 			dialed.Store(cc)

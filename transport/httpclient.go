@@ -1,9 +1,6 @@
 package transport
 
-import (
-	"net/http"
-	"sync/atomic"
-)
+import "net/http"
 
 // NewHTTPClient returns an HTTP client for Plugboard's HTTP API (token vending)
 // with the same TLS, proxy and redirect rules as Dial: the TLS options and
@@ -12,7 +9,6 @@ import (
 // connections are not kept alive. Options.HTTPClient, when set, is returned
 // as is. The error wraps ErrTLSConfig for unusable TLS options.
 func NewHTTPClient(opts Options) (*http.Client, error) {
-	var dialed atomic.Pointer[corkConn] // never corked: plain HTTP requests
-	c, _, err := opts.httpClient(&dialed)
+	c, _, err := opts.httpClient(nil) // plain HTTP requests: nothing to cork
 	return c, err
 }
