@@ -47,7 +47,7 @@ const outQueueSize = 64
 type SocketOptions struct {
 	HeartbeatInterval time.Duration // phoenix-topic heartbeat; 0 means 30s; negative disables
 	PushTimeout       time.Duration // default reply timeout when ctx has no earlier deadline; 0 (or negative) means 10s
-	WriteTimeout      time.Duration // per-frame write timeout; 0 (or negative) means 10s
+	WriteTimeout      time.Duration // write time allowed per frame (a batch of n frames gets n times it); 0 (or negative) means 10s
 	Logger            *slog.Logger  // nil discards
 	// InlineHandlers calls channel handlers on the reader goroutine instead of one delivery
 	// goroutine per Channel: one goroutine hop less per inbound message. Such a handler
@@ -392,8 +392,8 @@ func (f *frame) drop() {
 	}
 }
 
-// write sends the frames in order, each within WriteTimeout: consecutive plain frames in one
-// batch, frames in parts one by one.
+// write sends the frames in order within len(frames) × WriteTimeout in all: consecutive plain
+// frames in one batch, frames in parts one by one.
 func (s *Socket) write(frames []frame) error {
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(len(frames))*s.opts.WriteTimeout)
 	defer cancel()
