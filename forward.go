@@ -286,12 +286,7 @@ func (s *session) reply(id string, res *response) {
 	c := s.c
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), c.conf().connectTimeout)
 	defer cancel()
-	err := res.send(ctx, s.ch, id, c.conf().chunkSize)
-	if errors.Is(err, errEncode) {
-		c.log.Error("could not encode proxy_res", slog.String("request_id", id), slog.Any("error", err))
-		err = errorResponse(http.StatusBadGateway, "Bad Gateway: response could not be encoded").send(ctx, s.ch, id, c.conf().chunkSize)
-	}
-	if err != nil {
+	if err := res.send(ctx, s.ch, id, c.conf().chunkSize); err != nil {
 		c.log.Warn("proxy_res not sent", slog.String("request_id", id), slog.Any("error", err))
 	}
 }

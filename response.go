@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/verastack/telephone/internal/jsonstr"
 	"github.com/verastack/telephone/internal/metrics"
@@ -22,9 +20,6 @@ import (
 
 // errResponseTooLarge is returned by collector.Write once the body limit would be exceeded.
 var errResponseTooLarge = errors.New("telephone: response body exceeds the limit")
-
-// errEncode is returned by response.send when the proxy_res could not be encoded.
-var errEncode = errors.New("telephone: could not encode proxy_res")
 
 // errAbandoned is returned by collector.Write after the request was answered without it.
 var errAbandoned = errors.New("telephone: request already answered")
@@ -193,14 +188,13 @@ func (w *collector) result(policy UTF8Policy, log *slog.Logger, m *metrics.Metri
 // response is what goes back to Plugboard in a proxy_res: a body telephone wrote itself
 // (body), or the handler's, escaped already (esc).
 type response struct {
-	status  int
-	header  http.Header
-	body    string
-	esc     *escapedBody
-	share   budgetShare // the memory budget esc holds, given back as it is written
-	headers []byte      // wireHeaders as JSON, once encoder ran
-	log     *slog.Logger
-	m       *metrics.Metrics
+	status int
+	header http.Header
+	body   string
+	esc    *escapedBody
+	share  budgetShare // the memory budget esc holds, given back as it is written
+	log    *slog.Logger
+	m      *metrics.Metrics
 }
 
 // keepText sets body to the text of an escaped body too (for an observer: once sent, the
@@ -244,29 +238,23 @@ func (r *response) bodyLen() int64 {
 // frame's envelope, the payload's head, the body's chunks as they are (each given back to the
 // pool once written) and its tail, in one message.
 func (r *response) send(ctx context.Context, ch *phoenix.Channel, requestID string, chunkSize int) error {
-	size, appendTo, err := r.encoder(requestID, chunkSize)
-	if err != nil {
-		r.discard()
-		return fmt.Errorf("%w: %w", errEncode, err)
-	}
 	if r.esc == nil || len(r.esc.chunks) <= 1 {
 		defer r.discard() // SendAppend copied the body into its frame
+		size, appendTo := r.encoder(requestID, chunkSize)
 		return ch.SendAppend(ctx, "proxy_res", size, appendTo)
 	}
 	chunked := r.esc.chunked()
-	head, tail := r.appendHead(make([]byte, 0, 256), requestID, r.headers, chunked), appendTail(nil, chunked)
+	head, tail := r.appendHead(make([]byte, 0, 256), requestID, r.headersJSON(), chunked), appendTail(nil, chunked)
 	chunks := r.esc.take()
 	parts := append(append(append(make([][]byte, 0, len(chunks)+2), head), chunks...), tail)
 	clear(chunks)
-	share := &r.share
-	ownHead, ownTail := unsafe.SliceData(head), unsafe.SliceData(tail)
-	return ch.SendParts(ctx, "proxy_res", parts, func(p []byte) {
-		if at := unsafe.SliceData(p); at == ownHead || at == ownTail {
+	share, last := &r.share, len(parts)-1
+	return ch.SendParts(ctx, "proxy_res", parts, func(i int, p []byte) {
+		if i == 0 || i == last {
 			return // the payload's own head and tail: not the body, not charged
 		}
-		n := len(p)
 		putChunk(p)
-		share.give(int64(n)) // the socket wrote the chunk (or never will)
+		share.give(int64(len(p))) // the socket wrote the chunk (or never will)
 	})
 }
 
@@ -299,19 +287,21 @@ func (r *response) wireHeaders() map[string]string {
 	return out
 }
 
+// headersJSON is wireHeaders as a JSON object.
+func (r *response) headersJSON() []byte {
+	b, _ := json.Marshal(r.wireHeaders()) // a map of strings: cannot fail
+	return b
+}
+
 // encoder returns the expected size of the proxy_res payload and a function appending it to
 // a buffer (the frame, with phoenix.Channel.SendAppend: the body is escaped once, into it).
-func (r *response) encoder(requestID string, chunkSize int) (int, func([]byte) []byte, error) {
-	headers, err := json.Marshal(r.wireHeaders())
-	if err != nil {
-		return 0, nil, err
-	}
-	r.headers = headers
+func (r *response) encoder(requestID string, chunkSize int) (int, func([]byte) []byte) {
+	headers := r.headersJSON()
 	size := len(r.body) + len(r.body)/8 + len(headers) + 128
 	if r.esc != nil {
 		size = int(r.esc.n) + len(headers) + 128 // n counts the separators between chunks too
 	}
-	return size, func(dst []byte) []byte { return r.appendPayload(dst, requestID, headers, chunkSize) }, nil
+	return size, func(dst []byte) []byte { return r.appendPayload(dst, requestID, headers, chunkSize) }
 }
 
 // appendHead appends the payload up to the body's content (the content of the body string,

@@ -178,15 +178,15 @@ func (c *Channel) SendAppend(ctx context.Context, event string, sizeHint int, ap
 // SendParts is Send for a large payload given in parts, which together must be valid JSON
 // (not checked, like ValidJSON): they are written in order as one text message without being
 // joined (as a fragmented WebSocket message, when the Conn is a PartsWriter). release, when
-// not nil, is called with each part once it has been written or will not be (an error), so
-// that its memory can be reused; the channel keeps no reference to a released part. The
-// channel owns parts from the call on.
-func (c *Channel) SendParts(ctx context.Context, event string, parts [][]byte, release func([]byte)) error {
+// not nil, is called with each part and its index in parts once it has been written or will
+// not be (an error), so that its memory can be reused; the channel keeps no reference to a
+// released part. The channel owns parts from the call on.
+func (c *Channel) SendParts(ctx context.Context, event string, parts [][]byte, release func(i int, p []byte)) error {
 	joinRef, err := c.sendable()
 	if err != nil {
 		if release != nil {
 			for i, p := range parts {
-				release(p)
+				release(i, p)
 				parts[i] = nil
 			}
 		}
@@ -201,7 +201,7 @@ func (c *Channel) SendParts(ctx context.Context, event string, parts [][]byte, r
 		last := len(f.parts) - 1
 		f.release = func(i int, p []byte) {
 			if i > 0 && i < last { // not the envelope's own parts
-				release(p)
+				release(i-1, p)
 			}
 		}
 	}

@@ -33,21 +33,29 @@ func (c *partsConn) WriteParts(ctx context.Context, parts [][]byte, written func
 	return nil
 }
 
-// released records the parts a SendParts caller got back.
+// released records the parts a SendParts caller got back, and checks that each comes with
+// its index among the parts given.
 type released struct {
 	mu    sync.Mutex
 	parts []string
+	next  int  // the index the next part should have
+	bad   bool // a part came back with another index
 }
 
-func (r *released) release(p []byte) {
+func (r *released) release(i int, p []byte) {
 	r.mu.Lock()
 	r.parts = append(r.parts, string(p))
+	r.bad = r.bad || i != r.next
+	r.next++
 	r.mu.Unlock()
 }
 
 func (r *released) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.bad {
+		return "parts released out of order or with wrong indexes: " + strings.Join(r.parts, "|")
+	}
 	return strings.Join(r.parts, "|")
 }
 
