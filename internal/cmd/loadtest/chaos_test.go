@@ -199,6 +199,24 @@ func TestReportOutput(t *testing.T) {
 	}
 }
 
+// TestReportSkipped checks that a skipped scenario shows as SKIP with its reason, and that
+// the overall line counts it, so that nothing looks tested that was not.
+func TestReportSkipped(t *testing.T) {
+	t.Parallel()
+	res := newResult(scnSigterm, inProcLabel, nil)
+	res.skip("the reason")
+	rep := &report{Machine: describeMachine(time.Unix(0, 0)), Command: "loadtest x", Results: []*result{res}, Pass: true}
+	var table bytes.Buffer
+	if err := rep.writeTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"SKIP\n", "sigterm / in-process: SKIPPED, not tested: the reason", "overall: PASS (1 scenarios skipped, not tested)"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
 func TestFormatters(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ got, want string }{

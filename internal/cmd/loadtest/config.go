@@ -265,6 +265,13 @@ func (c *config) finish(scenarios, sizes string) error {
 	if c.joinRef != joinRefStrict && c.joinRef != joinRefLenient {
 		return fmt.Errorf("%w: --join-ref %q: want strict or lenient", errUsage, c.joinRef)
 	}
+	if !c.inProcess {
+		for _, name := range strings.Split(scenarios, ",") {
+			if name = strings.TrimSpace(name); slices.Contains(availScenarios, name) {
+				return fmt.Errorf("%w: scenario %s drives in-process telephones and cannot run with --inprocess=false", errUsage, name)
+			}
+		}
+	}
 	if c.inProcess {
 		c.targets = append([]targetSpec{{label: inProcLabel}}, c.targets...)
 	}
