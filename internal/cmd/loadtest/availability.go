@@ -35,40 +35,29 @@ const availConnections = telephone.DefaultConnections
 // avWorld is one availability scenario's world: a backend, a devserver, one path and the
 // load on it.
 type avWorld struct {
-	r       *runner
-	backend *testBackend
-	pb      *plugboard
-	pathID  string
-	env     targetEnv
-	pb503   int64        // body length of the devserver's own 503 (no telephone for the path)
-	ours503 atomic.Int64 // 503s answered by a telephone (not forwarded: safe to retry)
+	*session // backend and devserver; no target: the scenarios start their telephones
+	r        *runner
+	pathID   string
+	env      targetEnv
+	pb503    int64        // body length of the devserver's own 503 (no telephone for the path)
+	ours503  atomic.Int64 // 503s answered by a telephone (not forwarded: safe to retry)
 }
 
 func (r *runner) openAvailability() (*avWorld, error) {
 	w := &avWorld{r: r, pathID: telephonetest.NewPathID(), env: r.baseEnv()}
 	var err error
-	if w.backend, err = startBackend("127.0.0.1:0"); err != nil {
+	if w.session, err = r.openWorld(&w.env); err != nil {
 		return nil, err
 	}
-	if w.pb, err = startPlugboard(w.env.RequestTimeout + 30*time.Second); err != nil {
-		w.backend.Close()
-		return nil, err
-	}
-	w.env.SocketURL, w.env.Backend = w.pb.srv.SocketURL(), w.backend.addr
 	if _, err := w.pb.srv.Mint(w.pathID, 0); err != nil { // the path exists from now on
-		w.close()
+		w.closeWorld()
 		return nil, err
 	}
 	if w.pb503, err = bodyLength(w.callURL()); err != nil {
-		w.close()
+		w.closeWorld()
 		return nil, err
 	}
 	return w, nil
-}
-
-func (w *avWorld) close() {
-	w.pb.Close()
-	w.backend.Close()
 }
 
 func (w *avWorld) callURL() string { return w.pb.srv.CallURL(w.pathID) }
@@ -220,7 +209,7 @@ func (r *runner) runAvailability(ctx context.Context, name string, f func(contex
 		res.fail("setup", err)
 		return []*result{res}
 	}
-	defer w.close()
+	defer w.closeWorld()
 	res := f(ctx, w)
 	r.progress("%s / %s: %s", res.Scenario, res.Target, res.word())
 	return []*result{res}

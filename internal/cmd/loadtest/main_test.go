@@ -248,6 +248,12 @@ func TestScaleOutShort(t *testing.T) {
 		if len(r.Checks) < 8 {
 			t.Errorf("%s: %d checks, want the scale-out ones: %+v", r.Target, len(r.Checks), r.Checks)
 		}
+		// Exactly three tokens vended: one per replica at start-up, none at the restarts.
+		if !slices.ContainsFunc(r.Checks, func(c check) bool {
+			return c.Name == "restarts reuse their stored token" && c.OK && strings.HasPrefix(c.Detail, "3 tokens vended at start-up (want 3, one per replica), 3 in all")
+		}) {
+			t.Errorf("%s: restarts vended tokens: %+v", r.Target, r.Checks)
+		}
 	}
 }
 
