@@ -23,7 +23,8 @@ build:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.txt
 
-# Every scenario but soak, in-process and with the built binary side by side (a few minutes).
+# Every scenario but soak and scale-out (each has its own target below), in-process and with the
+# built binary side by side (a few minutes).
 # Add another build to compare: LOADTEST_FLAGS='--binary orig=/path/to/original/telephone'.
 loadtest:
 	mkdir -p $(dir $(TELEPHONE_BIN))

@@ -25,46 +25,39 @@ const (
 	scnPBRestart = "plugboard-restart" // every socket gets 1012 under load
 )
 
+// availScenarios are the availability scenarios: they need the in-process target. Named
+// with --inprocess=false they are a usage error; under "all" they are reported as skipped.
+var availScenarios = []string{scnRolling, scnSigterm, scnOneCut, scnPBRestart}
+
 // availConnections is CONNECTIONS for every availability scenario (the default).
 const availConnections = telephone.DefaultConnections
 
 // avWorld is one availability scenario's world: a backend, a devserver, one path and the
 // load on it.
 type avWorld struct {
-	r       *runner
-	backend *testBackend
-	pb      *plugboard
-	pathID  string
-	env     targetEnv
-	pb503   int64        // body length of the devserver's own 503 (no telephone for the path)
-	ours503 atomic.Int64 // 503s answered by a telephone (not forwarded: safe to retry)
+	*session // backend and devserver; no target: the scenarios start their telephones
+	r        *runner
+	pathID   string
+	env      targetEnv
+	pb503    int64        // body length of the devserver's own 503 (no telephone for the path)
+	ours503  atomic.Int64 // 503s answered by a telephone (not forwarded: safe to retry)
 }
 
 func (r *runner) openAvailability() (*avWorld, error) {
 	w := &avWorld{r: r, pathID: telephonetest.NewPathID(), env: r.baseEnv()}
 	var err error
-	if w.backend, err = startBackend("127.0.0.1:0"); err != nil {
+	if w.session, err = r.openWorld(&w.env); err != nil {
 		return nil, err
 	}
-	if w.pb, err = startPlugboard(w.env.RequestTimeout + 30*time.Second); err != nil {
-		w.backend.Close()
-		return nil, err
-	}
-	w.env.SocketURL, w.env.Backend = w.pb.srv.SocketURL(), w.backend.addr
 	if _, err := w.pb.srv.Mint(w.pathID, 0); err != nil { // the path exists from now on
-		w.close()
+		w.closeWorld()
 		return nil, err
 	}
 	if w.pb503, err = bodyLength(w.callURL()); err != nil {
-		w.close()
+		w.closeWorld()
 		return nil, err
 	}
 	return w, nil
-}
-
-func (w *avWorld) close() {
-	w.pb.Close()
-	w.backend.Close()
 }
 
 func (w *avWorld) callURL() string { return w.pb.srv.CallURL(w.pathID) }
@@ -200,10 +193,15 @@ func (w *avWorld) result(name string, lr *loadResult) *result {
 	return res
 }
 
-// runAvailability opens a world, runs f in it and closes it.
+// runAvailability opens a world, runs f in it and closes it. Without the in-process target
+// (--inprocess=false, only possible under "all": parseFlags refuses the scenario named) the
+// row says the scenario was skipped and why.
 func (r *runner) runAvailability(ctx context.Context, name string, f func(context.Context, *avWorld) *result) []*result {
 	if !r.cfg.inProcess {
-		return nil
+		res := newResult(name, inProcLabel, nil)
+		res.skip("drives in-process telephone.Clients, and --inprocess=false")
+		r.progress("%s / %s: %s", res.Scenario, res.Target, res.word())
+		return []*result{res}
 	}
 	w, err := r.openAvailability()
 	if err != nil {
@@ -211,9 +209,9 @@ func (r *runner) runAvailability(ctx context.Context, name string, f func(contex
 		res.fail("setup", err)
 		return []*result{res}
 	}
-	defer w.close()
+	defer w.closeWorld()
 	res := f(ctx, w)
-	r.progress("%s / %s: %s", res.Scenario, res.Target, passWord(res.Pass))
+	r.progress("%s / %s: %s", res.Scenario, res.Target, res.word())
 	return []*result{res}
 }
 

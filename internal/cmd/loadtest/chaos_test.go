@@ -5,9 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/verastack/telephone/telephonetest"
 )
 
 // samplesOf builds samples started 1 ms apart with the given statuses (0 = lost).
@@ -199,6 +203,24 @@ func TestReportOutput(t *testing.T) {
 	}
 }
 
+// TestReportSkipped checks that a skipped scenario shows as SKIP with its reason, and that
+// the overall line counts it, so that nothing looks tested that was not.
+func TestReportSkipped(t *testing.T) {
+	t.Parallel()
+	res := newResult(scnSigterm, inProcLabel, nil)
+	res.skip("the reason")
+	rep := &report{Machine: describeMachine(time.Unix(0, 0)), Command: "loadtest x", Results: []*result{res}, Pass: true}
+	var table bytes.Buffer
+	if err := rep.writeTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"SKIP\n", "sigterm / in-process: SKIPPED, not tested: the reason", "overall: PASS (1 scenarios skipped, not tested)"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
 func TestFormatters(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ got, want string }{
@@ -214,5 +236,69 @@ func TestFormatters(t *testing.T) {
 	}
 	if procField("/nonexistent", "x") != "?" || procField("/proc/meminfo", "NoSuchField") != "?" {
 		t.Error("procField must answer ? when it cannot tell")
+	}
+}
+
+// TestPlugboardCounts checks that the devserver wrapper counts refused socket upgrades (403)
+// and vended tokens (201), and nothing else: a vend with a bad key, a refused vend, an
+// upgrade without a token.
+func TestPlugboardCounts(t *testing.T) {
+	t.Parallel()
+	pb, err := startPlugboard(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close()
+	tok, err := pb.srv.Mint("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb.srv.Revoke(tok.ID)
+	sa, err := pb.srv.NewServiceAccount("", "counts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := strings.Replace(pb.srv.SocketURL(), "ws://", "http://", 1)
+	do := func(method, url, key string, upgrade bool) int {
+		t.Helper()
+		req, err := http.NewRequest(method, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		if upgrade {
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	vend := strings.TrimSuffix(base, "/telephone/websocket") + telephonetest.VendPath
+	steps := []struct {
+		status           int
+		method, url, key string
+		upgrade          bool
+	}{
+		{http.StatusForbidden, http.MethodGet, base + "?vsn=2.0.0&token=" + tok.Token, "", true}, // revoked: refused
+		{http.StatusCreated, http.MethodPost, vend, sa.APIKey, false},
+		{http.StatusUnauthorized, http.MethodPost, vend, "sa_live_wrong", false},
+		{http.StatusCreated, http.MethodPost, vend, sa.APIKey, false},
+	}
+	for _, st := range steps {
+		if got := do(st.method, st.url, st.key, st.upgrade); got != st.status {
+			t.Fatalf("%s %s: status %d, want %d", st.method, st.url, got, st.status)
+		}
+	}
+	if r, v := pb.refused.Load(), pb.vended.Load(); r != 1 || v != 2 {
+		t.Fatalf("refused %d, vended %d; want 1 and 2", r, v)
 	}
 }

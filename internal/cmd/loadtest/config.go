@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/verastack/telephone"
+	"github.com/verastack/telephone/telephonetest"
 )
 
 // Scenario names.
@@ -25,7 +28,7 @@ const (
 	scnHerd     = "herd"
 	scnSoak     = "soak"
 	scnScale    = "scale-out" // run only when named, like soak
-	scnAll      = "all"       // every scenario but soak
+	scnAll      = "all"       // every scenario but soak and scale-out
 	inProcLabel = "in-process"
 )
 
@@ -68,7 +71,7 @@ type config struct {
 	largeRSSBase     int64         // large: a telephone binary's peak RSS bound is 1.5 × bodies in flight + this
 	budgetCount      int           // budget: concurrent large responses
 	budgetSize       int64         // budget: size of each
-	budgetRSS        int64         // budget: peak RSS bound of a telephone binary (MEMORY_BUDGET + 64 MiB)
+	budgetRSS        int64         // budget and stalled-bodies: peak RSS bound of a telephone binary (MEMORY_BUDGET + 64 MiB)
 	idleWait         time.Duration // budget: idle time before the RSS must have come back
 	idleRSS          int64         // budget: RSS bound after idleWait
 	stalledCount     int           // stalled-bodies: concurrent uploads the backend does not read
@@ -130,7 +133,7 @@ func defaultConfig() config {
 		largeRSSBase:     30 << 20,
 		budgetCount:      64,
 		budgetSize:       8 << 20,
-		budgetRSS:        (256 + 64) << 20,
+		budgetRSS:        telephone.DefaultMemoryBudget + 64<<20,
 		idleWait:         15 * time.Second,
 		idleRSS:          40 << 20,
 		stalledCount:     64,
@@ -188,11 +191,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Int64Var(&c.slowRSS, "slow-rss", c.slowRSS, "slow: a telephone binary's peak RSS must stay at or below this many bytes")
 	fs.IntVar(&c.budgetCount, "budget-count", c.budgetCount, "budget: concurrent large responses")
 	fs.Int64Var(&c.budgetSize, "budget-size", c.budgetSize, "budget: bytes of each response")
-	fs.Int64Var(&c.budgetRSS, "budget-rss", c.budgetRSS, "budget: a telephone binary's peak RSS must stay at or below this many bytes (default MEMORY_BUDGET + 64 MiB)")
+	fs.Int64Var(&c.budgetRSS, "budget-rss", c.budgetRSS, "budget and stalled-bodies: a telephone binary's peak RSS must stay at or below this many bytes (telephone's default MEMORY_BUDGET + 64 MiB)")
 	fs.DurationVar(&c.idleWait, "idle-wait", c.idleWait, "budget: idle time after the load before the RSS is measured again")
 	fs.Int64Var(&c.idleRSS, "idle-rss", c.idleRSS, "budget: a telephone binary's RSS after --idle-wait must be at or below this many bytes")
 	fs.IntVar(&c.stalledCount, "stalled-count", c.stalledCount, "stalled-bodies: concurrent uploads the backend does not read")
-	fs.IntVar(&c.stalledSize, "stalled-size", c.stalledSize, "stalled-bodies: bytes of each upload (Plugboard accepts at most 8000000)")
+	fs.IntVar(&c.stalledSize, "stalled-size", c.stalledSize, "stalled-bodies: bytes of each upload (Plugboard accepts at most "+strconv.Itoa(telephonetest.MaxBodySize)+")")
 	fs.Int64Var(&c.binaryRequests, "binary-requests", c.binaryRequests, "requests of the binary-body scenario")
 	fs.IntVar(&c.chaosConcurrency, "chaos-concurrency", c.chaosConcurrency, "concurrent callers during backend-restart and socket-cut")
 	fs.DurationVar(&c.chaosDelay, "chaos-delay", c.chaosDelay, "backend delay of each request during backend-restart and socket-cut (requests in flight meet the fault)")
@@ -265,6 +268,13 @@ func (c *config) finish(scenarios, sizes string) error {
 	if c.joinRef != joinRefStrict && c.joinRef != joinRefLenient {
 		return fmt.Errorf("%w: --join-ref %q: want strict or lenient", errUsage, c.joinRef)
 	}
+	if !c.inProcess {
+		for _, name := range strings.Split(scenarios, ",") {
+			if name = strings.TrimSpace(name); slices.Contains(availScenarios, name) {
+				return fmt.Errorf("%w: scenario %s drives in-process telephones and cannot run with --inprocess=false", errUsage, name)
+			}
+		}
+	}
 	if c.inProcess {
 		c.targets = append([]targetSpec{{label: inProcLabel}}, c.targets...)
 	}
@@ -298,7 +308,7 @@ func (c *config) validate() error {
 		{c.slowRSS > 0 && c.budgetRSS > 0 && c.idleRSS > 0 && c.largeRSSBase > 0, "--slow-rss, --budget-rss, --idle-rss and --large-rss-base must be positive"},
 		{c.budgetCount >= 1 && c.budgetCount <= 1000 && c.budgetSize >= 1 && c.budgetSize <= maxLargeSize, "--budget-count must be between 1 and 1000, --budget-size between 1 and 1 GiB"},
 		{c.idleWait >= 0 && c.idleWait <= 10*time.Minute, "--idle-wait must be between 0 and 10m"},
-		{c.stalledCount >= 1 && c.stalledCount <= 1000 && c.stalledSize >= 1 && c.stalledSize <= 8_000_000, "--stalled-count must be between 1 and 1000, --stalled-size between 1 and 8000000"},
+		{c.stalledCount >= 1 && c.stalledCount <= 1000 && c.stalledSize >= 1 && c.stalledSize <= telephonetest.MaxBodySize, "--stalled-count must be between 1 and 1000, --stalled-size between 1 and " + strconv.Itoa(telephonetest.MaxBodySize)},
 		{c.binaryRequests >= 1, "--binary-requests must be positive"},
 		{c.chaosConcurrency >= 1 && c.chaosConcurrency <= 10_000, "--chaos-concurrency must be between 1 and 10000"},
 		{c.chaosDelay >= 0 && c.chaosDelay <= time.Minute, "--chaos-delay must be between 0 and 1m"},

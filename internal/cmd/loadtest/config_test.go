@@ -83,6 +83,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"--rate", "-1"},
 		{"--join-ref", "loose"},
 		{"--inprocess=false"},
+		{"--scenario", "rolling-restart", "--inprocess=false", "--binary", "/x"},
 		{"--binary", "a=/x", "--binary", "a=/y"},
 		{"--binary", "=/x"},
 		{"--no-such-flag"},

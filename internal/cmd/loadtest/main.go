@@ -11,7 +11,7 @@
 // sent straight to the backend. Every scenario states what must hold; the command exits with
 // status 1 when something does not, 2 on a bad command line.
 //
-//	go run ./internal/cmd/loadtest                             # every scenario but soak
+//	go run ./internal/cmd/loadtest                             # every scenario but soak and scale-out
 //	go run ./internal/cmd/loadtest --binary ./telephone --binary orig=./sidecar
 //	go run ./internal/cmd/loadtest --scenario soak --duration 1h
 //	go run ./internal/cmd/loadtest --scenario steady,herd --json

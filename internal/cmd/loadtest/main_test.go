@@ -248,6 +248,12 @@ func TestScaleOutShort(t *testing.T) {
 		if len(r.Checks) < 8 {
 			t.Errorf("%s: %d checks, want the scale-out ones: %+v", r.Target, len(r.Checks), r.Checks)
 		}
+		// Exactly three tokens vended: one per replica at start-up, none at the restarts.
+		if !slices.ContainsFunc(r.Checks, func(c check) bool {
+			return c.Name == "restarts reuse their stored token" && c.OK && strings.HasPrefix(c.Detail, "3 tokens vended at start-up (want 3, one per replica), 3 in all")
+		}) {
+			t.Errorf("%s: restarts vended tokens: %+v", r.Target, r.Checks)
+		}
 	}
 }
 
@@ -270,20 +276,24 @@ func checkReport(t *testing.T, code int, rep report, scenarios []string, rows in
 func TestRunCommandLine(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name string
-		args []string
-		code int
-		out  string
+		name   string
+		args   []string
+		code   int
+		out    string
+		errOut string
 	}{
-		{"help", []string{"-h"}, 2, ""},
-		{"bad scenario", []string{"--scenario", "bogus"}, 2, ""},
-		{"binary scenario", []string{"--scenario", "binary", "--binary-requests", "5", "--progress=false"}, 0, "overall: PASS"},
-		{"json", []string{"--scenario", "binary", "--binary-requests", "3", "--direct=false", "--json"}, 0, `"pass": true`},
+		{"help", []string{"-h"}, 2, "", ""},
+		{"bad scenario", []string{"--scenario", "bogus"}, 2, "", `unknown scenario "bogus"`},
+		{"binary scenario", []string{"--scenario", "binary", "--binary-requests", "5", "--progress=false"}, 0, "overall: PASS", ""},
+		{"json", []string{"--scenario", "binary", "--binary-requests", "3", "--direct=false", "--json"}, 0, `"pass": true`, ""},
+		{"availability without in-process", []string{"--scenario", "steady, sigterm", "--inprocess=false", "--binary", "x=/bin/false"}, 2, "",
+			"scenario sigterm drives in-process telephones and cannot run with --inprocess=false"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			if code := run(context.Background(), tc.args, &out, &errOut); code != tc.code || !strings.Contains(out.String(), tc.out) {
+			code := run(context.Background(), tc.args, &out, &errOut)
+			if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errOut.String(), tc.errOut) {
 				t.Fatalf("run(%q) = %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, out.String(), errOut.String())
 			}
 		})
@@ -313,10 +323,21 @@ func TestBrokenTargets(t *testing.T) {
 			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 				t.Fatal(err)
 			}
+			var skipped []string
 			for _, r := range rep.Results {
-				if r.Pass || len(r.Checks) != 1 || r.Checks[0].Name != "setup" {
-					t.Errorf("%s: want one failed setup check, got %+v", r.Scenario, r.Checks)
+				if slices.Contains(availScenarios, r.Scenario) { // they need the in-process target
+					if r.Skipped == "" || len(r.Checks) != 0 || r.Requests != 0 {
+						t.Errorf("%s: want a skipped row without checks, got %+v", r.Scenario, r)
+					}
+					skipped = append(skipped, r.Scenario)
+					continue
 				}
+				if r.Skipped != "" || r.Pass || len(r.Checks) != 1 || r.Checks[0].Name != "setup" {
+					t.Errorf("%s: want one failed setup check, got %+v", r.Scenario, r)
+				}
+			}
+			if !slices.Equal(skipped, availScenarios) {
+				t.Errorf("skipped rows %v, want one per availability scenario %v", skipped, availScenarios)
 			}
 		})
 	}

@@ -50,21 +50,22 @@ func startPlugboard(requestTimeout time.Duration, opts ...telephonetest.Option) 
 // counts refused socket upgrades and vended tokens.
 func (p *plugboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var counter *atomic.Int64
+	var counted int // the status that counter counts
 	switch r.URL.Path {
 	case "/telephone/websocket":
 		if c, err := plugtoken.Parse(r.URL.Query().Get("token")); err == nil {
 			p.conns.add(c.PathID, time.Now())
 		}
-		counter = &p.refused
+		counter, counted = &p.refused, http.StatusForbidden
 	case telephonetest.VendPath:
-		counter = &p.vended
+		counter, counted = &p.vended, http.StatusCreated
 	default:
 		p.srv.Handler().ServeHTTP(w, r)
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w}
 	p.srv.Handler().ServeHTTP(sw, r)
-	if sw.status == http.StatusForbidden && counter == &p.refused || sw.status == http.StatusCreated && counter == &p.vended {
+	if sw.status == counted {
 		counter.Add(1)
 	}
 }
@@ -140,54 +141,47 @@ func (c *connLog) add(pathID string, t time.Time) {
 	c.changed = make(chan struct{})
 }
 
-// firstAfter returns the first connect of pathID at or after t.
-func (c *connLog) firstAfter(pathID string, t time.Time) (time.Time, bool) {
+// after returns the connects of pathID at or after t, and the channel closed at the next add.
+func (c *connLog) after(pathID string, t time.Time) ([]time.Time, <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, at := range c.byPath[pathID] {
-		if !at.Before(t) {
-			return at, true
+	var at []time.Time
+	for _, x := range c.byPath[pathID] {
+		if !x.Before(t) {
+			at = append(at, x)
 		}
+	}
+	return at, c.changed
+}
+
+// firstAfter returns the first connect of pathID at or after t.
+func (c *connLog) firstAfter(pathID string, t time.Time) (time.Time, bool) {
+	if at, _ := c.after(pathID, t); len(at) > 0 {
+		return at[0], true
 	}
 	return time.Time{}, false
 }
 
 // waitAfter waits for the first connect of pathID at or after t.
 func (c *connLog) waitAfter(ctx context.Context, pathID string, t time.Time) (time.Time, error) {
-	for {
-		c.mu.Lock()
-		ch := c.changed
-		c.mu.Unlock()
-		if at, ok := c.firstAfter(pathID, t); ok {
-			return at, nil
-		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
-		case <-ch:
-		}
+	at, err := c.waitN(ctx, pathID, t, 1)
+	if err != nil {
+		return time.Time{}, err
 	}
+	return at[0], nil
 }
 
 // waitN waits for n connects of pathID at or after t and returns their times.
 func (c *connLog) waitN(ctx context.Context, pathID string, t time.Time, n int) ([]time.Time, error) {
 	for {
-		c.mu.Lock()
-		ch := c.changed
-		var at []time.Time
-		for _, x := range c.byPath[pathID] {
-			if !x.Before(t) {
-				at = append(at, x)
-			}
-		}
-		c.mu.Unlock()
+		at, changed := c.after(pathID, t)
 		if len(at) >= n {
 			return at[:n], nil
 		}
 		select {
 		case <-ctx.Done():
 			return at, fmt.Errorf("%d of %d reconnects: %w", len(at), n, ctx.Err())
-		case <-ch:
+		case <-changed:
 		}
 	}
 }

@@ -43,6 +43,7 @@ type result struct {
 	Notes           []string         `json:"notes,omitempty"`
 	Checks          []check          `json:"checks"`
 	Pass            bool             `json:"pass"`
+	Skipped         string           `json:"skipped,omitempty"` // why the scenario did not run ("": it ran)
 }
 
 // check is one stated condition of a scenario and whether it held.
@@ -87,6 +88,17 @@ func (r *result) check(name string, ok bool, format string, args ...any) {
 
 // fail records a failure that prevented the scenario from running.
 func (r *result) fail(name string, err error) { r.check(name, false, "%v", err) }
+
+// skip records that the scenario did not run, and why: the row tests nothing.
+func (r *result) skip(why string) { r.Skipped = why }
+
+// word is the row's RESULT: PASS, FAIL or SKIP.
+func (r *result) word() string {
+	if r.Skipped != "" {
+		return "SKIP"
+	}
+	return passWord(r.Pass)
+}
 
 func (r *result) note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
@@ -180,7 +192,7 @@ func (rep *report) writeTable(w io.Writer) error {
 	for _, r := range rep.Results {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			r.Scenario, r.Target, r.Requests, r.RPS, fmtMs(r.P50Ms), fmtMs(r.P90Ms), fmtMs(r.P99Ms), fmtMs(r.MaxMs),
-			fmtStatuses(r), fmtCPU(r.CPUPerRequestUs), fmtRSS(r), fmtRatio(r.RPSRatio), fmtRatio(r.P50Ratio), passWord(r.Pass))
+			fmtStatuses(r), fmtCPU(r.CPUPerRequestUs), fmtRSS(r), fmtRatio(r.RPSRatio), fmtRatio(r.P50Ratio), r.word())
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -192,9 +204,15 @@ func (rep *report) writeTable(w io.Writer) error {
 func (rep *report) writeDetails(w io.Writer) {
 	fmt.Fprintln(w)
 	scopes := map[string]string{}
+	skipped := 0
 	for _, r := range rep.Results {
 		if r.MeasureScope != "" {
 			scopes[r.Target] = r.MeasureScope
+		}
+		if r.Skipped != "" {
+			skipped++
+			fmt.Fprintf(w, "%s / %s: SKIPPED, not tested: %s\n", r.Scenario, r.Target, r.Skipped)
+			continue
 		}
 		if len(r.Notes) == 0 && len(r.Checks) == 0 {
 			continue
@@ -209,6 +227,10 @@ func (rep *report) writeDetails(w io.Writer) {
 	}
 	for _, t := range slices.Sorted(maps.Keys(scopes)) {
 		fmt.Fprintf(w, "CPU/RSS of %s: %s\n", t, scopes[t])
+	}
+	if skipped > 0 {
+		fmt.Fprintf(w, "overall: %s (%d scenarios skipped, not tested)\n", passWord(rep.Pass), skipped)
+		return
 	}
 	fmt.Fprintf(w, "overall: %s\n", passWord(rep.Pass))
 }

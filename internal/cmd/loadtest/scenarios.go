@@ -108,8 +108,11 @@ type session struct {
 	tokens  []telephonetest.Token
 }
 
-// open starts a backend, a devserver and n telephones of ts, and waits until all joined.
-func (r *runner) open(ctx context.Context, ts targetSpec, n int, env targetEnv) (*session, error) {
+// openWorld starts a scenario's world without telephones: a backend and a devserver with the
+// configured options (--join-ref) and opts, for telephones whose request timeout is
+// env.RequestTimeout. It sets env's socket URL and backend. Every scenario starts its world
+// here, after the previous scenario's memory is returned.
+func (r *runner) openWorld(env *targetEnv, opts ...telephonetest.Option) (*session, error) {
 	runtime.GC()
 	debug.FreeOSMemory() // leftovers of the previous scenario must not count
 	s := &session{}
@@ -117,15 +120,23 @@ func (r *runner) open(ctx context.Context, ts targetSpec, n int, env targetEnv) 
 	if s.backend, err = startBackend("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
-	var pbOpts []telephonetest.Option
 	if r.cfg.joinRef == joinRefLenient {
-		pbOpts = append(pbOpts, telephonetest.WithLenientJoinRef())
+		opts = append(opts, telephonetest.WithLenientJoinRef())
 	}
-	if s.pb, err = startPlugboard(env.RequestTimeout+30*time.Second, pbOpts...); err != nil {
+	if s.pb, err = startPlugboard(env.RequestTimeout+30*time.Second, opts...); err != nil {
 		s.backend.Close()
 		return nil, err
 	}
 	env.SocketURL, env.Backend = s.pb.srv.SocketURL(), s.backend.addr
+	return s, nil
+}
+
+// open starts a backend, a devserver and n telephones of ts, and waits until all joined.
+func (r *runner) open(ctx context.Context, ts targetSpec, n int, env targetEnv) (*session, error) {
+	s, err := r.openWorld(&env)
+	if err != nil {
+		return nil, err
+	}
 	for range n {
 		tok, err := s.pb.srv.Mint("", 0)
 		if err != nil {
@@ -153,22 +164,31 @@ func (s *session) waitJoined(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	for i, tok := range s.tokens {
-		for {
-			step, stop := context.WithTimeout(ctx, 100*time.Millisecond)
-			err := s.pb.srv.WaitJoined(step, tok.PathID, 1)
-			stop()
-			if err == nil {
-				break
-			}
-			if aerr := s.tgt.Alive(); aerr != nil {
-				return fmt.Errorf("telephone %d did not join: %w", i, aerr)
-			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("telephone %d did not join within %v: %w", i, joinTimeout, err)
-			}
+		err := s.poll(ctx, func(step context.Context) error { return s.pb.srv.WaitJoined(step, tok.PathID, 1) })
+		if err != nil {
+			return fmt.Errorf("telephone %d did not join (within %v): %w", i, joinTimeout, err)
 		}
 	}
 	return nil
+}
+
+// poll calls ready with a context of at most 100 ms until it returns nil; it fails early when
+// a telephone stopped, and with ready's last error when ctx ends. ready must wait for its
+// context before it returns an error (the devserver's WaitJoined does).
+func (s *session) poll(ctx context.Context, ready func(context.Context) error) error {
+	for {
+		step, stop := context.WithTimeout(ctx, 100*time.Millisecond)
+		err := ready(step)
+		stop()
+		switch {
+		case err == nil:
+			return nil
+		case s.tgt.Alive() != nil:
+			return fmt.Errorf("a telephone stopped: %w", s.tgt.Alive())
+		case ctx.Err() != nil:
+			return err
+		}
+	}
 }
 
 // callURL returns the HTTP front URL of telephone i's path.
