@@ -442,7 +442,8 @@ func WithMaxConcurrentRequests(n int, wait time.Duration) Option {
 // its bytes waits up to the queue wait (WithMaxConcurrentRequests), then gets 503 with a
 // reason; a request body larger than the whole budget gets 503 at once, a response larger
 // than it 502 (like one over WithMaxResponseSize). While a request body waits,
-// the socket is not read, so Plugboard's frames queue there rather than in memory here.
+// the socket is not read, so Plugboard's frames queue there rather than in memory here; the
+// socket's heartbeat allows for its reply being read late then (phoenix.SocketOptions).
 // A negative n removes the budget; 0 keeps the default.
 func WithMemoryBudget(n int64) Option {
 	return func(o *options) error {

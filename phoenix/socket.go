@@ -45,7 +45,11 @@ const outQueueSize = 64
 
 // SocketOptions configure a Socket. The zero value gives the documented defaults.
 type SocketOptions struct {
-	HeartbeatInterval time.Duration // phoenix-topic heartbeat; 0 means 30s; negative disables
+	// HeartbeatInterval is the phoenix-topic heartbeat; 0 means 30s; negative disables. A
+	// reply missing at the next beat stops the socket (ErrHeartbeatTimeout), unless the
+	// reader spent a quarter of the interval or more inside handlers meanwhile (the reply may
+	// be unread behind them): then up to three more intervals are allowed.
+	HeartbeatInterval time.Duration
 	PushTimeout       time.Duration // default reply timeout when ctx has no earlier deadline; 0 (or negative) means 10s
 	WriteTimeout      time.Duration // write time allowed per frame (a batch of n frames gets n times it); 0 (or negative) means 10s
 	Logger            *slog.Logger  // nil discards
@@ -104,6 +108,11 @@ type Socket struct {
 	done    chan struct{}  // closed when every goroutine has ended
 	refs    atomic.Uint64  // last ref handed out
 	wg      sync.WaitGroup // writer, heartbeat and delivery goroutines; joined by the reader
+
+	// The reader's time inside handlers, for the heartbeat: a reply may sit unread while a
+	// handler holds the reader (InlineHandlers applying backpressure).
+	busySince atomic.Int64 // UnixNano when the reader entered the current frame's handling; 0 outside
+	busyTotal atomic.Int64 // nanoseconds the reader has spent handling frames
 
 	wmu     sync.Mutex // guards queue, writing and closed
 	queue   []frame    // encoded text frames waiting for the writer, in order
@@ -236,7 +245,11 @@ func (s *Socket) readLoop() {
 			s.stop(fmt.Errorf("phoenix: read: %w", err), CloseInternalError, "read error")
 			break
 		}
+		start := time.Now().UnixNano()
+		s.busySince.Store(start)
 		s.handleFrame(binary, data)
+		s.busyTotal.Add(time.Now().UnixNano() - start)
+		s.busySince.Store(0)
 	}
 	s.wg.Wait()
 	s.dropQueued()
@@ -582,7 +595,11 @@ func (s *Socket) heartbeatLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.HeartbeatInterval)
 	defer t.Stop()
-	var waiting chan replyResult
+	var (
+		waiting chan replyResult
+		busyAt  time.Duration // readerBusy when the heartbeat was sent, or when last excused
+		excused int           // intervals excused in a row for the heartbeat waiting
+	)
 	for {
 		select {
 		case <-s.closing:
@@ -590,11 +607,32 @@ func (s *Socket) heartbeatLoop() {
 		case <-t.C:
 		}
 		if waiting != nil && len(waiting) == 0 {
+			// A reader held in handlers for a quarter of the interval or more may not have read
+			// the reply yet: the silence is excused for another interval, a few times in a row.
+			// A dead connection brings no frames, so its reader is never busy.
+			if busy := s.readerBusy(); busy-busyAt >= s.opts.HeartbeatInterval/4 && excused < maxExcusedBeats {
+				busyAt, excused = busy, excused+1
+				continue
+			}
 			s.stop(ErrHeartbeatTimeout, CloseHeartbeatTimeout, "heartbeat timeout")
 			return
 		}
-		waiting = s.sendHeartbeat()
+		waiting, excused = s.sendHeartbeat(), 0
+		busyAt = s.readerBusy()
 	}
+}
+
+// maxExcusedBeats bounds how many intervals a heartbeat reply may be late while the reader is
+// busy in handlers: a handler that never returns still ends in a heartbeat timeout.
+const maxExcusedBeats = 3
+
+// readerBusy is the time the reader has spent handling frames, the current one included.
+func (s *Socket) readerBusy() time.Duration {
+	d := s.busyTotal.Load()
+	if since := s.busySince.Load(); since != 0 {
+		d += time.Now().UnixNano() - since
+	}
+	return time.Duration(d)
 }
 
 // sendHeartbeat queues one heartbeat and returns where its reply will arrive, or

@@ -105,6 +105,49 @@ func TestSocketHeartbeatTimeoutClosesSilentSocket(t *testing.T) {
 	})
 }
 
+// TestSocketHeartbeatExcusesABusyReader: a heartbeat reply queued behind a frame whose handler
+// holds the reader for longer than an interval is read late, and the socket lives; a handler
+// that never returns still ends in a heartbeat timeout, three intervals later than an idle
+// reader would.
+func TestSocketHeartbeatExcusesABusyReader(t *testing.T) {
+	opts := SocketOptions{HeartbeatInterval: 5 * time.Second, InlineHandlers: true}
+	t.Run("held for a while", func(t *testing.T) {
+		runSocket(t, opts, func(t *testing.T, s *Socket, srv *fakeServer) {
+			joinChannel(t, s, srv, func(m Message) {
+				if m.Event == "slow" {
+					time.Sleep(8 * time.Second) // backpressure on the reader
+				}
+			})
+			beat := srv.recv() // at 5 s
+			srv.push("1", topic, "slow", `{}`)
+			srv.reply(beat, "ok", `{}`) // read at 13 s, after the 10 s check
+			next := srv.recv()          // the heartbeat at 15 s: the socket lived
+			if next.Event != EventHeartbeat || s.Err() != nil {
+				t.Fatalf("after a busy reader: %+v, socket error %v", next, s.Err())
+			}
+			srv.reply(next, "ok", `{}`)
+		})
+	})
+	t.Run("held for good", func(t *testing.T) {
+		runSocket(t, opts, func(t *testing.T, s *Socket, srv *fakeServer) {
+			release := make(chan struct{})
+			joinChannel(t, s, srv, func(m Message) {
+				if m.Event == "stuck" {
+					<-release
+				}
+			})
+			start := time.Now()
+			srv.recv() // the heartbeat at 5 s, never answered
+			srv.push("1", topic, "stuck", `{}`)
+			<-s.closing
+			if got, want := time.Since(start), 25*time.Second; got != want || !errors.Is(s.Err(), ErrHeartbeatTimeout) {
+				t.Fatalf("stopped after %v with %v, want %v and ErrHeartbeatTimeout", got, s.Err(), want)
+			}
+			close(release)
+		})
+	})
+}
+
 func TestSocketHeartbeatDisabled(t *testing.T) {
 	runSocket(t, noHeartbeat, func(t *testing.T, s *Socket, srv *fakeServer) {
 		time.Sleep(time.Hour) // fake time: nothing is sent, nothing dies
