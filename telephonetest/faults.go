@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -65,8 +65,10 @@ type SocketInfo struct {
 // Sockets lists the live telephone sockets in connect order.
 func (s *Server) Sockets() []SocketInfo {
 	s.mu.Lock()
-	out := make([]SocketInfo, 0, len(s.sockets))
-	for sk := range s.sockets {
+	defer s.mu.Unlock()
+	socks := slices.SortedFunc(maps.Keys(s.sockets), func(a, b *socket) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]SocketInfo, 0, len(socks))
+	for _, sk := range socks {
 		info := SocketInfo{ID: sk.id, TokenID: sk.tokenID, PathID: sk.pathID}
 		for _, ch := range sk.channels {
 			info.Joined = true
@@ -75,10 +77,6 @@ func (s *Server) Sockets() []SocketInfo {
 		}
 		out = append(out, info)
 	}
-	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b SocketInfo) int {
-		return cmp.Or(cmp.Compare(len(a.ID), len(b.ID)), strings.Compare(a.ID, b.ID))
-	})
 	return out
 }
 

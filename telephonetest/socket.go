@@ -78,7 +78,8 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 // enforces the idle timeout.
 type socket struct {
 	srv      *Server
-	id       string // connect order, "1", "2", ... (Sockets, DropSocket)
+	seq      uint64 // connect order: 1, 2, ...
+	id       string // seq as text (Sockets, DropSocket)
 	conn     wireConn
 	raw      net.Conn // may be nil (tests)
 	tokenID  string
@@ -118,7 +119,7 @@ func (s *Server) newSocket(c wireConn, raw net.Conn, tokenID, pathID string) *so
 		return nil
 	}
 	s.socketSeq++
-	sk.id = strconv.FormatUint(s.socketSeq, 10)
+	sk.seq, sk.id = s.socketSeq, strconv.FormatUint(s.socketSeq, 10)
 	s.sockets[sk] = struct{}{}
 	return sk
 }

@@ -25,7 +25,7 @@ type tokenRecord struct {
 	jwt       string // the only JWT that opens sockets (rotated by refresh)
 	expiresAt time.Time
 	revoked   bool
-	name      string // set by token vending (service_accounts.go)
+	name      string // set by token vending (vending.go)
 	desc      string
 }
 

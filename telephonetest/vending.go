@@ -192,7 +192,7 @@ func bearerKey(h []string) (key, msg string) {
 	}
 }
 
-// useKey validates a key and marks its account used.
+// useKey returns the account of a valid, unrevoked key.
 func (s *Server) useKey(key string) (serviceAccount, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
