@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
@@ -37,7 +38,10 @@ func setSoftMemoryLimit(budget int64, userLimit string) int64 {
 
 // trimmer collects and returns heap memory to the OS when the heap held exceeds trimAbove:
 // after a burst of large bodies nothing else may allocate enough to trigger a collection,
-// so the dead bodies would stay resident. Under steady small load the heap stays below.
+// so the dead bodies would stay resident. Under steady small load the heap stays below. A
+// trim collects twice: buffers in a sync.Pool (the body chunks' pool) survive one collection
+// in the pool's victim cache, so one collection would leave a burst's chunks resident until
+// the next tick.
 type trimmer struct {
 	log    *slog.Logger
 	cancel context.CancelFunc
@@ -83,7 +87,8 @@ func (t *trimmer) trim() bool {
 	if held < trimAbove {
 		return false
 	}
-	debug.FreeOSMemory()
+	runtime.GC()         // what sync.Pools hold (the body chunks) moves to their victim caches...
+	debug.FreeOSMemory() // ...and is freed by this collection, which returns the memory
 	t.log.Debug("returned heap memory to the OS", slog.Uint64("held_before", held), slog.Uint64("held_after", heapHeld()))
 	return true
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"testing"
 )
 
@@ -44,5 +45,28 @@ func TestTrimmerReturnsFreeHeap(t *testing.T) {
 	}
 	if tr.trim() {
 		t.Fatal("trimmed again with nothing free")
+	}
+}
+
+// TestTrimmerFreesPooledBuffers: buffers left in a sync.Pool after a burst (the body chunks'
+// pool) survive one collection in the pool's victim cache; a trim frees them too.
+func TestTrimmerFreesPooledBuffers(t *testing.T) {
+	tr := startTrimmer(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer tr.stop()
+	runtime.GC()
+	bufs := make([][]byte, 1024) // 64 MiB in 64 KiB chunks, all live until pooled
+	for i := range bufs {
+		bufs[i] = make([]byte, 64<<10)
+	}
+	var pool sync.Pool
+	for _, b := range bufs {
+		pool.Put(&b)
+	}
+	bufs = nil
+	if !tr.trim() {
+		t.Fatalf("heap held %d bytes with 64 MiB pooled, not trimmed", heapHeld())
+	}
+	if held := heapHeld(); held >= trimAbove {
+		t.Fatalf("heap held %d bytes after trimming: the pooled buffers survived", held)
 	}
 }
